@@ -1,0 +1,175 @@
+"""Checkpoints: a state dict plus plain metadata, loaded with ``torch.load(weights_only=True)``.
+
+Layout (a dict): ``format`` = ``"deepercut.model"``, ``version``, ``config`` (a
+:class:`DetectorConfig` as a dict), ``skeleton`` (:meth:`Skeleton.to_dict`), ``input_hw`` (the
+H×W the model was trained for), ``state_dict``, ``pairwise`` (optional: the pairwise model's
+arrays and metadata), ``meta`` (training data, command, time...). No pickled objects, so loading
+an untrusted file cannot execute code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepercut.model.net import DeeperCut, DetectorConfig
+from deepercut.model.pairwise import FEATURE_NAMES, PairwiseModel
+from deepercut.skeleton import Skeleton
+
+FORMAT = "deepercut.model"
+VERSION = 1
+DEFAULT_MODEL = "default.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: unreadable, not ours, or not fitting its network."""
+
+
+@dataclass
+class Model:
+    """A loaded detector with what is needed to use it.
+
+    Attributes:
+        net: the detector network (eval mode).
+        skeleton: part names, edges and solver stages.
+        input_hw: the network input size it was trained/tuned for.
+        pairwise: the pairwise model's stored arrays (``None`` when the checkpoint has none).
+        meta: free-form provenance (training data, command, time).
+    """
+
+    net: DeeperCut
+    skeleton: Skeleton
+    input_hw: tuple[int, int]
+    pairwise: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def pairwise_model(self) -> PairwiseModel:
+        """The pairwise model stored with the detector.
+
+        Raises:
+            CheckpointError: the checkpoint has none (fit one with ``deepercut train``).
+        """
+        if self.pairwise is None:
+            raise CheckpointError("this model has no pairwise model (fit one with train)")
+        state = self.pairwise
+        try:
+            meta = json.loads(state["meta"])
+            if meta.get("features") != list(FEATURE_NAMES):
+                raise ValueError(f"features {meta.get('features')} differ from {FEATURE_NAMES}")
+            return PairwiseModel(
+                weights=state["weights"].double().numpy(),
+                feature_mean=state["feature_mean"].double().numpy(),
+                feature_std=state["feature_std"].double().numpy(),
+                num_parts=int(meta["num_parts"]),
+                cmax=float(meta["cmax"]),
+                max_distance_factor=float(meta["max_distance_factor"]),
+                min_scale=float(meta["min_scale"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(f"malformed pairwise model in checkpoint: {exc}") from exc
+
+
+def pairwise_state(model: PairwiseModel) -> dict[str, Any]:
+    """A pairwise model as checkpoint content (tensors and a JSON string, no pickled objects)."""
+    meta = {
+        "features": list(FEATURE_NAMES),
+        "num_parts": model.num_parts,
+        "cmax": model.cmax,
+        "max_distance_factor": model.max_distance_factor,
+        "min_scale": model.min_scale,
+    }
+    return {
+        "weights": torch.from_numpy(model.weights),
+        "feature_mean": torch.from_numpy(model.feature_mean),
+        "feature_std": torch.from_numpy(model.feature_std),
+        "meta": json.dumps(meta),
+    }
+
+
+def save_model(path: str | os.PathLike[str], model: Model) -> None:
+    """Write a checkpoint (atomically: a reader never sees a half-written file)."""
+    path = Path(path)
+    checkpoint = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": model.net.config.to_dict(),
+        "skeleton": model.skeleton.to_dict(),
+        "input_hw": list(model.input_hw),
+        "state_dict": {k: v.detach().cpu() for k, v in model.net.state_dict().items()},
+        "pairwise": model.pairwise,
+        "meta": model.meta,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)
+
+
+def load_model(
+    path: str | os.PathLike[str] | None = None, map_location: str | torch.device = "cpu"
+) -> Model:
+    """Load a checkpoint; with no path, the small model bundled with the package.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        CheckpointError: the file is corrupt, not a deepercut model, or does not fit its network.
+    """
+    if path is None:
+        with resources.as_file(resources.files("deepercut") / "assets" / DEFAULT_MODEL) as p:
+            return load_model(p, map_location)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (corrupt, truncated or not a torch file): "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a deepercut model (missing format {FORMAT!r})")
+    if ckpt.get("version") != VERSION:
+        raise CheckpointError(f"{path}: unsupported checkpoint version {ckpt.get('version')!r}")
+    missing = [k for k in ("config", "skeleton", "input_hw", "state_dict") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {missing}")
+    try:
+        config = DetectorConfig.from_dict(ckpt["config"])
+        skeleton = Skeleton.from_dict(ckpt["skeleton"])
+        net = DeeperCut(config)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: invalid model configuration: {exc}") from exc
+    if skeleton.num_parts != config.num_parts:
+        raise CheckpointError(
+            f"{path}: skeleton has {skeleton.num_parts} parts, network {config.num_parts}"
+        )
+    _load_state(net, ckpt["state_dict"], path)
+    net.eval()
+    h, w = (int(v) for v in ckpt["input_hw"])
+    return Model(net, skeleton, (h, w), ckpt.get("pairwise"), dict(ckpt.get("meta") or {}))
+
+
+def _load_state(net: DeeperCut, state: dict[str, torch.Tensor], path: Path) -> None:
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})"
+        for k in sorted(set(own) & set(state))
+        if not isinstance(state[k], torch.Tensor) or state[k].shape != own[k].shape
+    ]
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"{path}: weights do not fit the network: missing {missing[:3]} ({len(missing)}), "
+            f"unexpected {unexpected[:3]} ({len(unexpected)}), wrong shapes {wrong[:3]} "
+            f"({len(wrong)})"
+        )
+    net.load_state_dict(state)
