@@ -1,0 +1,5 @@
+"""The subcommands of ``deepercut``, each a module with a ``register(subparsers)`` function."""
+
+from deepercut.engine import cli_eval, cli_synth, cli_train
+
+REGISTRY = [cli_train.register, cli_eval.register, cli_synth.register]
