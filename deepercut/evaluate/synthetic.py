@@ -9,10 +9,10 @@ from deepercut.evaluate import HELD_OUT_SEED
 from deepercut.evaluate.pck import PCKResult, accumulate_pck, best_candidate_hits
 from deepercut.model.predict import Predictor
 
-__all__ = ["HELD_OUT_SEED", "held_out_images", "synthetic_pck"]
+__all__ = ["HELD_OUT_SEED", "synthetic_images", "synthetic_pck"]
 
 
-def held_out_images(
+def synthetic_images(
     count: int,
     seed: int = HELD_OUT_SEED,
     image_hw: tuple[int, int] = (480, 640),
@@ -47,7 +47,7 @@ def synthetic_pck(
             visible.append(sample.visible[tall])
         batch.clear()
 
-    for sample in held_out_images(count, seed):
+    for sample in synthetic_images(count, seed):
         batch.append(sample)
         if len(batch) == batch_size:
             flush()

@@ -105,7 +105,8 @@ def save_model(path: str | os.PathLike[str], model: Model) -> None:
         "input_hw": list(model.input_hw),
         "state_dict": {k: v.detach().cpu() for k, v in model.net.state_dict().items()},
         "pairwise": model.pairwise,
-        "meta": model.meta,
+        # Through JSON: only plain types reach the file, so weights_only loading accepts it.
+        "meta": json.loads(json.dumps(model.meta)),
     }
     tmp = path.with_name(path.name + ".tmp")
     torch.save(checkpoint, tmp)

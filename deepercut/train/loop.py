@@ -159,31 +159,24 @@ def train(
     log_path: str | Path | None = None,
     meta: dict[str, Any] | None = None,
     progress: bool = True,
+    init: Model | None = None,
 ) -> Model:
-    """Train a detector from scratch on ``source`` and save it (BatchNorm frozen) to ``out_path``.
+    """Train a detector on ``source`` and save it (BatchNorm frozen) to ``out_path``.
+
+    From scratch (BatchNorm trained, then frozen), or fine-tuning ``init`` (a saved model,
+    whose BatchNorm statistics stay frozen as in the paper).
 
     The loss log (one JSON object per logged step) goes to ``log_path``; intermediate
     checkpoints overwrite ``out_path`` every ``config.checkpoint_every`` steps.
     """
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    stats_rng = np.random.default_rng(config.seed + 1)
-    stat_samples = [source(stats_rng) for _ in range(config.stats_samples)]
-    mean, std = pairwise_statistics(
-        [torch.from_numpy(s.keypoints) for s in stat_samples],
-        [torch.from_numpy(s.annotated) for s in stat_samples],
-        skeleton.num_parts,
-    )
-    net_config = DetectorConfig(
-        arch=config.arch,
-        num_parts=skeleton.num_parts,
-        width=config.width,
-        head_channels=config.head_channels,
-        norm="batch",
-        pairwise_mean=mean.tolist(),
-        pairwise_std=std.tolist(),
-    )
-    net = DeeperCut(net_config)
+    if init is not None:
+        if init.skeleton != skeleton:
+            raise ValueError("the initial model's skeleton differs from the training data's")
+        net = init.net
+    else:
+        net = DeeperCut(_initial_config(config, source, skeleton))
     net.train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
@@ -215,6 +208,28 @@ def train(
         if log is not None:
             log.close()
     return _save(net, skeleton, config, out_path, meta, started, config.steps)
+
+
+def _initial_config(
+    config: TrainConfig, source: SampleSource, skeleton: Skeleton
+) -> DetectorConfig:
+    """A from-scratch network configuration, with pairwise statistics drawn from ``source``."""
+    stats_rng = np.random.default_rng(config.seed + 1)
+    stat_samples = [source(stats_rng) for _ in range(config.stats_samples)]
+    mean, std = pairwise_statistics(
+        [torch.from_numpy(s.keypoints) for s in stat_samples],
+        [torch.from_numpy(s.annotated) for s in stat_samples],
+        skeleton.num_parts,
+    )
+    return DetectorConfig(
+        arch=config.arch,
+        num_parts=skeleton.num_parts,
+        width=config.width,
+        head_channels=config.head_channels,
+        norm="batch",
+        pairwise_mean=mean.tolist(),
+        pairwise_std=std.tolist(),
+    )
 
 
 def _save(

@@ -1,0 +1,50 @@
+"""Fitting the pairwise model on a trained detector's own candidates.
+
+The paper fits its pairwise logistic models on detections from training images, with "same
+person" labels from the ground truth; fitting on the detector's real output (rather than
+simulated candidates) calibrates the costs to its actual localisation and offset errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tqdm import tqdm
+
+from deepercut.data.synthetic import SyntheticSample
+from deepercut.data.synthetic_candidates import assign_candidates_to_truth
+from deepercut.model.pairwise import PairwiseModel
+from deepercut.model.predict import Predictor
+
+#: Seeds of the images the pairwise model is fit on (disjoint from the held-out evaluation
+#: seeds, which start at deepercut.evaluate.HELD_OUT_SEED = 1,000,000).
+PAIRWISE_SEED = 2_000_000
+
+
+def fit_pairwise_on_detector(
+    predictor: Predictor,
+    samples: Iterable[SyntheticSample],
+    *,
+    batch_size: int = 8,
+    progress: bool = True,
+    **fit_kwargs: float,
+) -> PairwiseModel:
+    """Run the detector on ``samples``, label candidate pairs from the truth, fit the model."""
+    fit_data = []
+    batch: list[SyntheticSample] = []
+
+    def flush() -> None:
+        for sample, cands in zip(batch, predictor([s.image for s in batch]), strict=True):
+            owner = assign_candidates_to_truth(
+                cands, sample.keypoints, sample.visible, sample.heights
+            )
+            fit_data.append((cands, owner))
+        batch.clear()
+
+    for sample in tqdm(samples, desc="pairwise", unit="img", disable=not progress):
+        batch.append(sample)
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+    return PairwiseModel.fit(fit_data, predictor.model.skeleton.num_parts, **fit_kwargs)
