@@ -1,0 +1,345 @@
+"""Pose stream writer/reader, TCP publishing on loopback, JSON-lines and DLC-CSV converters."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+
+from deepercut.engine.cli import main
+from deepercut.engine.sinks import (
+    CallbackSink,
+    PoseSink,
+    PoseWriter,
+    TcpSink,
+    make_header,
+    read_poses,
+    to_dlc_csv,
+    to_jsonl,
+)
+from deepercut.skeleton import MPII14
+from deepercut.types import Poses
+
+P = MPII14.num_parts
+
+
+def sample_poses(n: int = 4, seed: int = 0) -> list[Poses]:
+    """Frames with 0–3 people, NaN parts, tracked and untracked ids."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(n):
+        m = i % 4
+        kp = rng.uniform(0, 640, (m, P, 3)).astype(np.float32)
+        kp[..., 2] = rng.uniform(0, 1, (m, P))
+        if m:
+            kp[0, 3] = np.nan  # an absent part
+        ids = np.arange(m, dtype=np.int64) + 10 * i
+        if m > 1:
+            ids[-1] = -1
+        solver = {"status": "optimal", "gap": 0.0, "ms": 1.5 + i}
+        frames.append(Poses(frame=2 * i, pts=(2 * i) / 29.97, keypoints=kp, track_id=ids,
+                            solver=solver))  # fmt: skip
+    return frames
+
+
+def header() -> dict:
+    return make_header(MPII14, source={"spec": "clip.mp4", "fps": 29.97}, model={"name": "test"})
+
+
+def assert_same(a: Poses, b: Poses) -> None:
+    assert (a.frame, a.pts) == (b.frame, b.pts)  # pts is stored as a double: exact
+    np.testing.assert_array_equal(a.keypoints, b.keypoints)  # NaN where NaN
+    assert b.keypoints.dtype == np.float32 and b.keypoints.shape == a.keypoints.shape
+    np.testing.assert_array_equal(a.track_id, b.track_id)
+    assert b.track_id.dtype == np.int64
+    assert a.solver["status"] == b.solver["status"]
+    assert b.solver["ms"] == pytest.approx(a.solver["ms"], rel=1e-6)
+
+
+def write_stream(frames: list[Poses]) -> tuple[bytes, list[int]]:
+    """The stream's bytes and the offset where each record ends (header first)."""
+    buf = io.BytesIO()
+    ends = []
+    with PoseWriter(buf, header()) as writer:
+        ends.append(buf.tell())
+        for poses in frames:
+            writer.write(poses)
+            ends.append(buf.tell())
+    return buf.getvalue(), ends
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    frames = sample_poses(6)
+    path = tmp_path / "poses.msgpack"
+    with PoseWriter(path, header()) as writer:
+        assert isinstance(writer, PoseSink)
+        for poses in frames:
+            writer.write(poses)
+    with read_poses(path) as stream:
+        assert stream.header["format"] == "deepercut.poses" and stream.header["version"] == 1
+        assert stream.header["source"] == {"spec": "clip.mp4", "fps": 29.97}
+        assert stream.skeleton == MPII14
+        back = list(stream)
+    assert len(back) == len(frames)
+    for a, b in zip(frames, back, strict=True):
+        assert_same(a, b)
+    assert back[0].keypoints.shape == (0, P, 3)
+
+
+def test_records_follow_the_documented_layout() -> None:
+    data, _ = write_stream(sample_poses(2))
+    objects = list(msgpack.Unpacker(io.BytesIO(data), raw=False))
+    assert objects[0]["skeleton"] == MPII14.to_dict()
+    record = objects[2]
+    assert set(record) == {"i", "t", "kp", "id", "solver"}
+    assert record["i"] == 2 and record["t"] == 2 / 29.97 and record["id"] == [10]
+    assert np.isnan(record["kp"][0][3][0]) and len(record["kp"][0]) == P
+    # Keypoints are float32 (0xca), pts a float64 (0xcb).
+    assert data.count(b"\xcb") >= 2 and b"\xca" in data
+
+
+def test_truncated_stream_stops_at_last_whole_record() -> None:
+    frames = sample_poses(5)
+    data, ends = write_stream(frames)
+    for k in range(1, len(ends)):
+        for cut in (ends[k - 1] + 1, (ends[k - 1] + ends[k]) // 2, ends[k] - 1, ends[k]):
+            stream = read_poses(io.BytesIO(data[:cut]))
+            back = list(stream)
+            whole = k if cut == ends[k] else k - 1
+            assert len(back) == whole, (k, cut)
+            for a, b in zip(frames, back, strict=False):
+                assert_same(a, b)
+
+
+def test_bad_headers_are_rejected(tmp_path: Path) -> None:
+    def stream_of(obj: object) -> io.BytesIO:
+        return io.BytesIO(msgpack.packb(obj))
+
+    with pytest.raises(ValueError, match="not a deepercut pose stream"):
+        read_poses(stream_of({"format": "something.else", "version": 1}))
+    with pytest.raises(ValueError, match="not a deepercut pose stream"):
+        read_poses(stream_of([1, 2, 3]))
+    with pytest.raises(ValueError, match="version 2"):
+        read_poses(stream_of({"format": "deepercut.poses", "version": 2}))
+    with pytest.raises(ValueError, match="skeleton"):
+        read_poses(stream_of({"format": "deepercut.poses", "version": 1}))
+    with pytest.raises(ValueError, match="no complete header"):
+        read_poses(io.BytesIO(b""))
+    garbage = tmp_path / "garbage.msgpack"
+    garbage.write_bytes(b"\xc1" * 64)
+    with pytest.raises(ValueError, match=r"garbage\.msgpack"):
+        read_poses(garbage)
+    with pytest.raises(FileNotFoundError):
+        read_poses(tmp_path / "missing.msgpack")
+    with pytest.raises(ValueError, match="skeleton"):
+        PoseWriter(io.BytesIO(), {"source": {}})
+
+
+def test_corrupt_record_is_a_clear_error() -> None:
+    data, _ = write_stream(sample_poses(2))
+    bad = data + msgpack.packb({"i": 5, "t": 0.1, "kp": [[1.0, 2.0]], "id": [1]})
+    with pytest.raises(ValueError, match="record 2 is not a pose frame"):
+        list(read_poses(io.BytesIO(bad)))
+
+
+def test_follow_a_file_being_written(tmp_path: Path) -> None:
+    frames = sample_poses(6)
+    data, ends = write_stream(frames)
+    path = tmp_path / "live.msgpack"
+    path.write_bytes(b"")
+
+    def writer() -> None:
+        # Byte-wise worst case: header and records arrive in pieces that split them.
+        with open(path, "ab") as f:
+            pos = 0
+            for cut in [7, *[e - 3 for e in ends[1:]], len(data)]:
+                f.write(data[pos:cut])
+                f.flush()
+                pos = cut
+                time.sleep(0.03)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    with read_poses(path, follow=True, poll=0.01, timeout=0.5) as stream:
+        back = list(stream)
+    thread.join()
+    assert len(back) == len(frames)
+    for a, b in zip(frames, back, strict=True):
+        assert_same(a, b)
+
+
+def test_follow_gives_up_after_timeout(tmp_path: Path) -> None:
+    data, ends = write_stream(sample_poses(3))
+    path = tmp_path / "stalled.msgpack"
+    path.write_bytes(data[: ends[2] + 5])  # two records and a partial third
+    began = time.monotonic()
+    back = list(read_poses(path, follow=True, poll=0.02, timeout=0.2))
+    assert len(back) == 2
+    assert 0.2 <= time.monotonic() - began < 2.0
+
+
+def test_jsonl(tmp_path: Path) -> None:
+    frames = sample_poses(4)
+    src = tmp_path / "poses.msgpack"
+    src.write_bytes(write_stream(frames)[0])
+    out = tmp_path / "poses.jsonl"
+    assert to_jsonl(src, out) == 4
+    lines = out.read_text().splitlines()
+    assert len(lines) == 5
+    parse = lambda s: json.loads(s, parse_constant=pytest.fail)  # noqa: E731 - no NaN tokens
+    head = parse(lines[0])
+    assert head["format"] == "deepercut.poses" and head["skeleton"]["parts"] == list(MPII14.parts)
+    rec = parse(lines[2])
+    assert rec["i"] == 2 and rec["id"] == [10] and rec["solver"]["status"] == "optimal"
+    assert rec["kp"][0][3] == [None, None, None]
+    assert rec["kp"][0][0] == pytest.approx(frames[1].keypoints[0, 0].tolist(), abs=1e-4)
+    assert parse(lines[1])["kp"] == []
+
+
+def test_dlc_csv(tmp_path: Path) -> None:
+    frames = sample_poses(4)
+    src = tmp_path / "poses.msgpack"
+    src.write_bytes(write_stream(frames)[0])
+    out = tmp_path / "poses.csv"
+    assert to_dlc_csv(src, out, scorer="me") == 4
+    rows = list(csv.reader(out.open()))
+    # Tracked ids 10, 20, 30, 31 and at most one untracked person per frame.
+    names = ["id10", "id20", "id30", "id31", "ind1"]
+    width = len(names) * P * 3
+    assert rows[0] == ["scorer"] + ["me"] * width
+    assert rows[1][1 :: P * 3] == names
+    assert rows[2][1:4] == [MPII14.parts[0]] * 3 and rows[2][4] == MPII14.parts[1]
+    assert rows[3][1:7] == ["x", "y", "likelihood", "x", "y", "likelihood"]
+    data = rows[4:]
+    assert [r[0] for r in data] == ["0", "2", "4", "6"]
+    assert all(len(r) == width + 1 for r in data)
+    assert data[0][1:] == [""] * width  # nobody in frame 0
+    # Frame 6: id30 (part 3 absent), id31, and an untracked person in ind1.
+    kp = frames[3].keypoints
+    col = lambda name, part: 1 + (names.index(name) * P + part) * 3  # noqa: E731
+    assert data[3][col("id30", 3) : col("id30", 3) + 3] == ["", "", ""]
+    x, y, s = (float(v) for v in data[3][col("id31", 0) : col("id31", 0) + 3])
+    assert (x, y, s) == pytest.approx(kp[1, 0].tolist(), rel=1e-5)
+    assert float(data[3][col("ind1", 5)]) == pytest.approx(float(kp[2, 5, 0]), rel=1e-5)
+    assert data[3][col("id10", 0)] == ""  # id10 only appears in frame 2
+    # An open stream gives the same file.
+    out2 = tmp_path / "again.csv"
+    to_dlc_csv(read_poses(src), out2, scorer="me")
+    assert out2.read_text() == out.read_text()
+
+
+def test_cli_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "poses.msgpack"
+    src.write_bytes(write_stream(sample_poses(3))[0])
+    assert main(["convert", str(src), "-o", str(tmp_path / "a.jsonl")]) == 0
+    assert "wrote 3 frames" in capsys.readouterr().out
+    assert main(["convert", str(src), "-o", str(tmp_path / "a.csv")]) == 0
+    assert (tmp_path / "a.csv").read_text().startswith("scorer,")
+    assert main(["convert", str(src), "-o", str(tmp_path / "a.txt"), "--format", "jsonl"]) == 0
+    assert main(["convert", str(src), "-o", str(tmp_path / "a.txt")]) == 2
+    assert "--format" in capsys.readouterr().err
+
+
+def test_callback_sink() -> None:
+    seen = []
+    with CallbackSink(seen.append) as sink:
+        assert isinstance(sink, PoseSink)
+        for poses in sample_poses(3):
+            sink.write(poses)
+    assert [p.frame for p in seen] == [0, 2, 4]
+
+
+def _connect(sink: TcpSink) -> socket.socket:
+    client = socket.create_connection(sink.address, timeout=5)
+    deadline = time.monotonic() + 5
+    while sink.num_clients < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return client
+
+
+def _receive_all(client: socket.socket) -> list[object]:
+    unpacker = msgpack.Unpacker(raw=False)
+    while chunk := client.recv(65536):
+        unpacker.feed(chunk)
+    return list(unpacker)
+
+
+def test_tcp_sink_publishes_header_and_records() -> None:
+    frames = sample_poses(5)
+    sink = TcpSink("tcp://127.0.0.1:0", header())
+    host, port = sink.address
+    assert host == "127.0.0.1" and port > 0
+    sink.write(frames[0])  # nobody listens yet: not queued for later clients
+    a, b = _connect(sink), _connect(sink)
+    while sink.num_clients < 2:
+        time.sleep(0.01)
+    for poses in frames[1:]:
+        sink.write(poses)
+    sink.close()
+    for client in (a, b):
+        objects = _receive_all(client)
+        client.close()
+        assert objects[0]["format"] == "deepercut.poses"
+        assert [o["i"] for o in objects[1:]] == [p.frame for p in frames[1:]]
+    # The same bytes read back as a pose stream.
+    c = _connect(s := TcpSink("tcp://127.0.0.1:0", header()))
+    s.write(frames[3])
+    s.close()
+    back = list(read_poses(c.makefile("rb")))
+    c.close()
+    assert len(back) == 1
+    assert_same(frames[3], back[0])
+
+
+def test_tcp_sink_drops_for_a_slow_client_without_blocking() -> None:
+    total = 1000
+    big = Poses(0, 0.0, np.ones((100, P, 3), np.float32), np.arange(100), {})  # ~17 kB
+    sink = TcpSink("tcp://127.0.0.1:0", header(), max_pending=4)
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting
+    client.connect(sink.address)
+    client.settimeout(5)
+    while sink.num_clients < 1:
+        time.sleep(0.01)
+    began = time.monotonic()
+    for i in range(total):  # ~17 MB, more than the kernel buffers; the client reads nothing
+        big.frame = i
+        sink.write(big)
+    assert time.monotonic() - began < 5.0  # never waited for the client
+    assert sink.dropped > 0
+    received: list[object] = []
+    reader = threading.Thread(target=lambda: received.extend(_receive_all(client)))
+    reader.start()  # now the client catches up, and close() can flush what is queued
+    sink.close()
+    reader.join(10)
+    client.close()
+    indices = [o["i"] for o in received[1:]]
+    assert received[0]["format"] == "deepercut.poses"  # whole records only, in order
+    assert indices == sorted(indices) and indices[-1] == total - 1
+    assert len(indices) + sink.dropped == total
+
+
+def test_tcp_sink_survives_a_client_that_leaves() -> None:
+    with TcpSink("tcp://127.0.0.1:0", header()) as sink:
+        gone = _connect(sink)
+        gone.close()
+        stays = _connect(sink)
+        deadline = time.monotonic() + 5
+        while sink.num_clients != 1 and time.monotonic() < deadline:
+            for poses in sample_poses(2):
+                sink.write(poses)
+            time.sleep(0.01)
+        assert sink.num_clients == 1
+    stays.settimeout(5)
+    assert _receive_all(stays)[0]["format"] == "deepercut.poses"
+    stays.close()
+    with pytest.raises(ValueError, match="tcp://HOST:PORT"):
+        TcpSink("udp://127.0.0.1:0", header())
