@@ -151,3 +151,40 @@ def test_mpii_flip_permutation_swaps_left_and_right() -> None:
         assert MPII14.parts[a].replace("right", "left") == MPII14.parts[b]
         assert perm[a] == b and perm[b] == a
     assert perm[12] == 12 and perm[13] == 13
+
+
+def test_pairwise_fit_on_detector_output_separates_people() -> None:
+    from types import SimpleNamespace
+
+    from deepercut.data.synthetic import generate_image
+    from deepercut.data.synthetic_candidates import candidates_from_truth
+    from deepercut.train.pairwise_fit import fit_pairwise_on_detector
+
+    samples = [generate_image(seed, (192, 256), (2, 4), (60.0, 180.0)) for seed in range(24)]
+    truth = {s.image.tobytes(): s for s in samples}
+    rng = np.random.default_rng(0)
+
+    def detector(images):  # a detector whose candidates are simulated from the ground truth
+        out = []
+        for image in images:
+            s = truth[image.tobytes()]
+            cands, _ = candidates_from_truth(rng, s.keypoints, s.visible, s.heights, (192, 256))
+            out.append(cands)
+        return out
+
+    class FakePredictor:
+        model = SimpleNamespace(skeleton=MPII14)
+        __call__ = staticmethod(detector)
+
+    model = fit_pairwise_on_detector(FakePredictor(), samples, progress=False)
+    test = generate_image(999, (192, 256), 3, (80.0, 160.0))
+    cands, owner = candidates_from_truth(
+        rng, test.keypoints, test.visible, test.heights, (192, 256), false_positives=0
+    )
+    i, j = np.triu_indices(len(cands), 1)
+    differ = cands.part[i] != cands.part[j]
+    i, j = i[differ], j[differ]
+    prob = model.pair_probability(cands, i, j)
+    same = (owner[i] == owner[j]) & (owner[i] >= 0)
+    assert same.any() and (~same).any()
+    assert prob[same].mean() > 0.7 > 0.3 > prob[~same].mean()
