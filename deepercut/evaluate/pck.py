@@ -1,10 +1,11 @@
-"""Detector accuracy before grouping: per-part PCK of the best candidate for each true person.
+"""Detector accuracy before grouping: per-part PCK of the best candidate of each true person.
 
-For a ground-truth person of height ``h`` and a visible joint of part ``p``, the prediction is
-the highest-scoring candidate of part ``p`` within ``search · h`` of the joint (the candidate the
-solver would most likely pick for that person); it is correct when it lies within
-``threshold · h`` of the joint. A joint with no candidate in the search region counts as missed.
-This isolates the detector from the solver: it measures how well candidates cover the people.
+Each candidate of part ``p`` belongs to the ground-truth person whose joint ``p`` is nearest to
+it, if it lies within ``search · h`` of that joint (``h`` = the person's height). A person's
+prediction for part ``p`` is their best-scoring candidate of that part (the peak the solver would
+most likely keep for them); it is correct when it lies within ``threshold · h`` of the joint. A
+joint with no candidate of its own counts as missed. This isolates the detector from the solver:
+it measures how well the candidates cover the people.
 """
 
 from __future__ import annotations
@@ -41,23 +42,24 @@ def best_candidate_hits(
     threshold: float = 0.2,
     search: float = 0.5,
 ) -> np.ndarray:
-    """[M, P] bool: the best candidate near each joint lies within ``threshold · height``."""
+    """[M, P] bool: each person's best candidate of a part lies within ``threshold · height``."""
     m, p = visible.shape
     hits = np.zeros((m, p), bool)
-    if len(candidates) == 0 or m == 0:
+    n = len(candidates)
+    if n == 0 or m == 0:
         return hits
-    # [M, N] distances from each person's joint of the candidate's part to the candidate.
-    joint_of_cand = keypoints[:, candidates.part, :]  # [M, N, 2]
-    dist = np.linalg.norm(joint_of_cand - candidates.xy[None], axis=-1)
-    in_region = dist <= search * heights[:, None]
-    score = np.where(in_region, candidates.score[None], -np.inf)
-    for part in range(p):
-        cols = np.flatnonzero(candidates.part == part)
-        if len(cols) == 0:
-            continue
-        best = cols[np.argmax(score[:, cols], axis=1)]  # [M]
-        found = np.isfinite(score[np.arange(m), best])
-        hits[:, part] = found & (dist[np.arange(m), best] <= threshold * heights)
+    # [M, N] distance from each person's joint of the candidate's part to the candidate.
+    dist = np.linalg.norm(keypoints[:, candidates.part, :] - candidates.xy[None], axis=-1)
+    dist = np.where(np.isfinite(dist), dist, np.inf)
+    owner = dist.argmin(0)  # [N] nearest person
+    cols = np.arange(n)
+    owned = dist[owner, cols] <= search * heights[owner]
+    for person in range(m):
+        for part in range(p):
+            mine = np.flatnonzero(owned & (owner == person) & (candidates.part == part))
+            if len(mine):
+                best = mine[np.argmax(candidates.score[mine])]
+                hits[person, part] = dist[person, best] <= threshold * heights[person]
     return hits
 
 
