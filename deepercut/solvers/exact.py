@@ -1,0 +1,395 @@
+"""Exact SPLP: an integer program solved by CP-SAT with lazy cycle cuts.
+
+**Formulation** (a multicut with node suppression and labels on the graph of pairs):
+
+- ``x_s ∈ {0,1}`` per state (candidate d takes label c); ``Σ_{s ∈ d} x_s ≤ 1`` (``= 1`` for
+  fixed super-nodes).
+- ``y_q ∈ {0,1}`` per non-forbidden pair ``q = (u, v)``: u and v are kept in the same cluster.
+  Unlisted pairs get no variable: joining them is free, so a clustering is the set of
+  connected components of joined pairs among kept nodes.
+- Join costs: a *uniform* pair (every label combination costs ``w``; always so when both ends
+  admit one label) pays ``w·y_q``. Otherwise ``z_{q,a,b}`` per finite state pair with
+  ``y_q = Σ z``, ``Σ_b z_{q,a,b} ≤ x_a`` and ``Σ_a z_{q,a,b} ≤ x_b``, paying ``Σ cost·z``;
+  ``+inf`` entries get no ``z`` — joined, the ends can't take those labels.
+- Coupling ``y_q ≤ Σ_{s ∈ u} x_s`` (and for v) only where ``w < 0``: a non-negative ``y`` set on
+  a suppressed node only costs more, and clusters are read off kept nodes only.
+- Transitivity as cycle inequalities: for a pair ``(u, v)`` and a path ``P`` of pairs from u to
+  v, ``Σ_{e ∈ P} y_e − y_uv ≤ |P| − 1``; for a *forbidden* pair the ``y_uv`` term is absent.
+  Up front only the triangles closing two attractive pairs over a non-attractive or
+  forbidden pair (the violations the optimiser is drawn to); the rest lazily: solve, take the
+  components of joined pairs, and for every non-joined or forbidden pair inside one component
+  add its triangles through that component (or a shortest joined path's cycle), re-solve with
+  the best feasible solution as a hint.
+
+The model is written as protobuf text in bulk (see :mod:`~deepercut.solvers.cpsat`); 0/1
+inequalities that are clauses are written as clauses, and a node's couplings as one
+implication. An instance may hold several independent components: each keeps its own best
+solution, and one solved without violations is fixed so later rounds skip it.
+
+Costs are scaled to integers (``scale``, default 1e6 per cost unit); "optimal" means optimal
+for the rounded costs, within ``Σ |rounding|`` of the true optimum (reported bounds subtract
+it).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from ortools.sat.python import cp_model_helper as cmh
+
+from deepercut.solvers import cpsat
+from deepercut.solvers.heuristic import heuristic_assignment
+from deepercut.solvers.instance import Instance, dense_components, first_seen_ranks
+
+#: Integer units per cost unit in the CP-SAT objective.
+DEFAULT_SCALE = 1e6
+
+
+@dataclass
+class ExactResult:
+    """Assignment of an instance: ``state`` [n] (−1 = suppressed), ``cluster`` [n] (ids < n
+    within each attractive component, distinct across components)."""
+
+    state: np.ndarray
+    cluster: np.ndarray
+    objective: float
+    bound: float
+    status: str  # optimal | time_limit
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class SplpModel:
+    """CP-SAT model of an :class:`Instance` (see the module docstring), built in bulk."""
+
+    def __init__(
+        self,
+        inst: Instance,
+        scale: float = DEFAULT_SCALE,
+        hint: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """Build the model; ``hint`` is a feasible ``(state, cluster)`` to start from."""
+        self.inst = inst
+        n, num_states, num_pairs = inst.num_nodes, inst.num_states, inst.num_pairs
+        ep, ea, eb, ec = inst.entry_pair, inst.entry_a, inst.entry_b, inst.entry_cost
+        finite = np.isfinite(ec)
+        num_entries = np.bincount(ep, minlength=num_pairs)
+        num_finite = np.bincount(ep[finite], minlength=num_pairs)
+        cmin = np.full(num_pairs, np.inf)
+        cmax = np.full(num_pairs, -np.inf)
+        np.minimum.at(cmin, ep[finite], ec[finite])
+        np.maximum.at(cmax, ep[finite], ec[finite])
+        self.forbidden = num_finite == 0
+        uniform = (num_finite == num_entries) & (cmin == cmax)
+        general = ~self.forbidden & ~uniform
+        self.attractive = cmin < 0
+
+        # Variable layout: x (states) | y (non-forbidden pairs) | z (entries of general pairs).
+        ypairs = np.flatnonzero(~self.forbidden)
+        self.y_var = np.full(num_pairs, -1, np.int64)
+        self.y_var[ypairs] = num_states + np.arange(len(ypairs))
+        zent = np.flatnonzero(finite & general[ep])
+        self.z_var = np.full(len(ep), -1, np.int64)
+        self.z_var[zent] = num_states + len(ypairs) + np.arange(len(zent))
+        self.num_vars = num_states + len(ypairs) + len(zent)
+        self.num_states = num_states
+
+        # Objective, integer-scaled.
+        cost = np.zeros(self.num_vars)
+        cost[:num_states] = inst.state_cost
+        uni = np.flatnonzero(uniform)
+        cost[self.y_var[uni]] = cmin[uni]
+        cost[self.z_var[zent]] = ec[zent]
+        self.coef = np.rint(cost * scale).astype(np.int64)
+        self.scale = scale
+        self.rounding = float(np.abs(self.coef / scale - cost).sum())
+
+        # y variable by node pair, −1 for none (dense: instances are small).
+        self.yvar_mat = np.full((n, n), -1, np.int64)
+        self.yvar_mat[inst.pair_u, inst.pair_v] = self.y_var
+        self.yvar_mat[inst.pair_v, inst.pair_u] = self.y_var
+
+        start = inst.state_start
+        per_node = np.diff(start)
+        parts = [cpsat.variables_text(self._fixed_vars())]
+        # At most one label per node (exactly one for super-nodes with several states).
+        for d in np.flatnonzero(per_node > 1).tolist():
+            lo = 1 if inst.fixed[d] else 0
+            parts.append(cpsat.linear(range(start[d], start[d + 1]), [1] * per_node[d], lo, 1))
+        # y ≤ kept, on attractive uniform pairs: one "x_d false ⇒ all its y false" per
+        # single-label node (fewer, shorter constraints than one clause per pair), a linear
+        # y ≤ Σ_s x_s per pair end that admits several labels.
+        coupled = np.flatnonzero(uniform & self.attractive)
+        ends = np.concatenate([inst.pair_u[coupled], inst.pair_v[coupled]])
+        ys = np.concatenate([self.y_var[coupled], self.y_var[coupled]])
+        single = per_node[ends] == 1
+        order = np.argsort(ends[single], kind="stable")
+        node_of, y_of = ends[single][order], ys[single][order]
+        for group in np.split(np.arange(len(node_of)), np.flatnonzero(np.diff(node_of)) + 1):
+            if len(group):
+                parts.append(cpsat.implies_all_false(start[node_of[group[0]]], y_of[group]))
+        for q, d in zip(np.tile(coupled, 2)[~single].tolist(), ends[~single].tolist(), strict=True):
+            states = range(start[d], start[d + 1])
+            parts.append(cpsat.linear([self.y_var[q], *states], [1] + [-1] * per_node[d], -1, 0))
+        # General pairs: y = Σ z, and z consistent with the labels of both ends.
+        estart = inst.entry_start
+        for q in np.flatnonzero(general).tolist():
+            ents = np.arange(estart[q], estart[q + 1])
+            ents = ents[self.z_var[ents] >= 0]
+            zs = self.z_var[ents].tolist()
+            parts.append(cpsat.linear([self.y_var[q], *zs], [1] + [-1] * len(zs), 0, 0))
+            for side in (ea, eb):
+                for s in np.unique(side[ents]).tolist():
+                    mine = self.z_var[ents[side[ents] == s]].tolist()
+                    parts.append(cpsat.linear([*mine, s], [1] * len(mine) + [-1], -1, 0))
+        self.num_seeded = 0
+        parts.append(self._seed_triangles())
+        parts.append(cpsat.objective_text(np.arange(self.num_vars), self.coef))
+        if hint is not None:
+            parts.append(cpsat.hint_text(self.values(*hint)))
+        self.proto = cmh.CpModelProto()
+        if not self.proto.parse_text_format("".join(parts)):
+            raise RuntimeError("internal error: CP-SAT rejected the generated model")
+        self.num_cuts = 0
+
+    def _fixed_vars(self) -> np.ndarray:
+        """Lower bound of every variable: 1 for the state of a single-label fixed node."""
+        lower = np.zeros(self.num_vars, np.int64)
+        single_fixed = self.inst.fixed & (np.diff(self.inst.state_start) == 1)
+        lower[self.inst.state_start[:-1][single_fixed]] = 1
+        return lower
+
+    def _seed_triangles(self) -> str:
+        """Triangles ``y_uw + y_wv − y_uv ≤ 1`` for attractive (u,w), (w,v) over a
+        non-attractive or forbidden (u,v): the violations the optimiser is drawn to."""
+        inst = self.inst
+        n = inst.num_nodes
+        adj = np.zeros((n, n), bool)
+        att = self.attractive
+        adj[inst.pair_u[att], inst.pair_v[att]] = True
+        adj[inst.pair_v[att], inst.pair_u[att]] = True
+        closing = np.flatnonzero(~att)
+        if len(closing) == 0:
+            return ""
+        u, v = inst.pair_u[closing], inst.pair_v[closing]
+        k, w = np.nonzero(adj[u] & adj[v])
+        self.num_seeded += len(k)
+        if len(k) == 0:
+            return ""
+        yu, yv, yc = self.yvar_mat[u[k], w], self.yvar_mat[w, v[k]], self.y_var[closing[k]]
+        forb = yc < 0
+        text = cpsat.linear_block(np.stack([yu[forb], yv[forb]], 1), (1, 1), 0, 1)
+        rows = np.stack([yu[~forb], yv[~forb], yc[~forb]], 1)
+        return text + cpsat.linear_block(rows, (1, 1, -1), -1, 1)
+
+    def values(self, state: np.ndarray, cluster: np.ndarray) -> np.ndarray:
+        """Variable values of a feasible assignment (a complete hint)."""
+        inst = self.inst
+        out = np.zeros(self.num_vars, np.int64)
+        kept = state >= 0
+        out[state[kept]] = 1
+        pu, pv = inst.pair_u, inst.pair_v
+        joined = kept[pu] & kept[pv] & (cluster[pu] == cluster[pv])
+        has_y = self.y_var >= 0
+        out[self.y_var[has_y]] = joined[has_y]
+        ents = np.flatnonzero(self.z_var >= 0)
+        chosen = np.zeros(inst.num_states, bool)
+        chosen[state[kept]] = True
+        active = chosen[inst.entry_a[ents]] & chosen[inst.entry_b[ents]]
+        out[self.z_var[ents]] = active & joined[inst.entry_pair[ents]]
+        return out
+
+    def decode(self, solution: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(state per node or −1, joined mask per pair among kept nodes)``."""
+        inst = self.inst
+        x = solution[: self.num_states] > 0
+        node_has = np.add.reduceat(x.astype(np.int64), inst.state_start[:-1]) > 0
+        first = np.minimum.reduceat(
+            np.where(x, np.arange(self.num_states), self.num_states), inst.state_start[:-1]
+        )
+        state = np.where(node_has, first, -1)
+        kept = state >= 0
+        y = np.zeros(inst.num_pairs, bool)
+        has_y = self.y_var >= 0
+        y[has_y] = solution[self.y_var[has_y]] > 0
+        joined = y & kept[inst.pair_u] & kept[inst.pair_v]
+        return state, joined
+
+    def separate(
+        self, state: np.ndarray, joined: np.ndarray
+    ) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """Clusters (components of joined pairs), the cycle cuts this assignment violates and
+        the violated pairs (not joined, or forbidden, inside one component).
+
+        For each pair inside one component that is not joined (or is forbidden), adds the
+        triangles through every other node of that component (so the next round can't simply
+        re-route), and where no joined triangle exists, the cycle of a shortest joined path.
+        """
+        inst = self.inst
+        n = inst.num_nodes
+        pu, pv = inst.pair_u, inst.pair_v
+        adj = np.zeros((n, n), bool)
+        adj[pu[joined], pv[joined]] = True
+        adj[pv[joined], pu[joined]] = True
+        comp = dense_components(adj)
+        kept = state >= 0
+        cluster = np.where(kept, comp, -1)
+        violated = np.flatnonzero(kept[pu] & kept[pv] & (comp[pu] == comp[pv]) & ~joined)
+        if len(violated) == 0:
+            return cluster, [], violated
+        yvar, u, v = self.yvar_mat, pu[violated], pv[violated]
+        k, w = np.nonzero((comp[None, :] == comp[u][:, None]) & (yvar[u] >= 0) & (yvar[v] >= 0))
+        y1, y2, yc = yvar[u[k], w], yvar[w, v[k]], self.y_var[violated[k]]
+        forb = yc < 0
+        cuts = [
+            cpsat.linear_block(np.stack([y1[forb], y2[forb]], 1), (1, 1), 0, 1),
+            cpsat.linear_block(np.stack([y1[~forb], y2[~forb], yc[~forb]], 1), (1, 1, -1), -1, 1),
+        ]
+        long = violated[~(adj[u] & adj[v]).any(1)]
+        if len(long):
+            cuts.extend(self._path_cuts(adj, long))
+        return cluster, cuts, violated
+
+    def _path_cuts(self, adj: np.ndarray, pairs: np.ndarray) -> list[str]:
+        """Cycle inequality of a shortest joined path for each pair (breadth-first search)."""
+        cuts = []
+        neighbours = [np.flatnonzero(row).tolist() for row in adj]
+        for q in pairs.tolist():
+            u, v = int(self.inst.pair_u[q]), int(self.inst.pair_v[q])
+            pred = {u: u}
+            frontier = [u]
+            while v not in pred:  # u and v are in one component: this terminates
+                reached = []
+                for a in frontier:
+                    for b in neighbours[a]:
+                        if b not in pred:
+                            pred[b] = a
+                            reached.append(b)
+                frontier = reached
+            path_vars = []
+            node = v
+            while node != u:
+                prev = pred[node]
+                path_vars.append(int(self.yvar_mat[prev, node]))
+                node = prev
+            k = len(path_vars)
+            yq = int(self.y_var[q])
+            if yq >= 0:
+                cuts.append(cpsat.linear([*path_vars, yq], [1] * k + [-1], -1, k - 1))
+            else:
+                cuts.append(cpsat.linear(path_vars, [1] * k, 0, k - 1))
+        return cuts
+
+    def add_cuts(self, cuts: list[str]) -> None:
+        """Append constraints (text from :meth:`separate`)."""
+        before = len(self.proto.constraints)
+        self.proto.merge_text_format("".join(cuts))
+        self.num_cuts += len(self.proto.constraints) - before
+
+    def set_hint(self, values: np.ndarray) -> None:
+        """Replace the solution hint (values of all variables)."""
+        self.proto.clear_solution_hint()
+        self.proto.merge_text_format(cpsat.hint_text(values))
+
+    def variable_groups(self, node_group: np.ndarray) -> np.ndarray:
+        """Group of every variable, given a group per node (pairs: their first node's)."""
+        inst = self.inst
+        out = np.empty(self.num_vars, np.int64)
+        out[: self.num_states] = node_group[inst.state_node]
+        pair_group = node_group[inst.pair_u]
+        has_y = self.y_var >= 0
+        out[self.y_var[has_y]] = pair_group[has_y]
+        has_z = self.z_var >= 0
+        out[self.z_var[has_z]] = pair_group[inst.entry_pair[has_z]]
+        return out
+
+    def fix(self, variables: np.ndarray, values: np.ndarray) -> None:
+        """Fix variables to values (one ``bool_and``; presolve removes them)."""
+        literals = np.where(values > 0, variables, -variables - 1)
+        self.proto.merge_text_format(
+            f"constraints{{bool_and{{literals:[{','.join(map(str, literals.tolist()))}]}}}}"
+        )
+
+
+def solve_exact(
+    inst: Instance,
+    deadline: float,
+    *,
+    hint: tuple[np.ndarray, np.ndarray] | None = None,
+    num_workers: int = 1,
+    scale: float = DEFAULT_SCALE,
+) -> ExactResult:
+    """Solve an instance to optimality (or until ``deadline``, a ``perf_counter`` time).
+
+    Args:
+        inst: the instance (one or several attractive components).
+        deadline: stop by then and return the best feasible assignment, ``time_limit``.
+        hint: a feasible ``(state, cluster)`` to start from; default: the heuristic's.
+        num_workers: CP-SAT threads.
+        scale: integer units per cost unit.
+    """
+    if hint is None:
+        hint = heuristic_assignment(inst)
+    model = SplpModel(inst, scale, hint=hint)
+    stats: dict[str, Any] = {"rounds": 0, "cuts": 0, "seeded": model.num_seeded}
+    # Components of the instance are independent: keep the best solution of each, and once a
+    # round solves one optimally without violations, fix it so later rounds skip it.
+    num_comp, comp = inst.components()
+    var_comp = model.variable_groups(comp)
+    pair_comp = comp[inst.pair_u]
+    n = max(inst.num_nodes, 1)
+    best_state = hint[0].copy()
+    kept = best_state >= 0
+    best_cluster = np.full(len(best_state), -1, np.int64)  # ids < n within a component
+    best_cluster[kept] = comp[kept] * n + first_seen_ranks(hint[1][kept])[1]
+    best_value = inst.evaluate_groups(best_state, best_cluster, comp, num_comp)
+    settled = np.zeros(num_comp, bool)
+    status = "time_limit"
+    bound = inst.trivial_bound()
+    while (remaining := deadline - time.perf_counter()) > 0:
+        response = cpsat.solve_proto(model.proto, remaining, num_workers)
+        stats["rounds"] += 1
+        bound = max(bound, response.bound / scale - model.rounding)
+        if len(response.solution) == 0:
+            break
+        state, joined = model.decode(response.solution)
+        cluster, cuts, violated = model.separate(state, joined)
+        # Not transitive: its joined components are a feasible solution unless they join a
+        # forbidden pair. Polishing that by local search only pays when this is the last
+        # round (time limit); otherwise the next round will do better.
+        if cuts and response.status != "optimal":
+            state, cluster = heuristic_assignment(inst, state, cluster)
+        value = inst.evaluate_groups(state, cluster, comp, num_comp)
+        take = value < best_value
+        if response.status == "optimal":
+            # Components without violations are solved: take (and below, fix) them.
+            clean = np.ones(num_comp, bool)
+            clean[pair_comp[violated]] = False
+            take |= clean & ~settled
+        if take.any():
+            nodes = take[comp]
+            best_state = np.where(nodes, state, best_state)
+            best_cluster = np.where(
+                nodes, np.where(state >= 0, comp * n + cluster, -1), best_cluster
+            )
+            best_value = np.where(take, value, best_value)
+        if response.status != "optimal":
+            break
+        best_values = model.values(best_state, best_cluster)
+        if not cuts or int(model.coef @ best_values) <= response.bound:
+            status = "optimal"
+            break
+        newly = clean & ~settled
+        if newly.any():
+            fix = newly[var_comp]
+            model.fix(np.flatnonzero(fix), response.solution[fix])
+            settled |= newly
+        model.add_cuts(cuts)
+        model.set_hint(best_values)
+    objective = float(best_value.sum())
+    if status == "optimal":
+        bound = objective
+    stats["cuts"] = model.num_cuts
+    return ExactResult(best_state, best_cluster, objective, bound, status, stats)

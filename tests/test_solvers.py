@@ -1,0 +1,264 @@
+"""Solvers against brute force on tiny random SPLPs, plus limits and pathological inputs."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from deepercut.skeleton import Skeleton
+from deepercut.solvers import METHODS, Problem, Solution, solve, tiny
+from deepercut.solvers.brute import brute_force
+
+TOL = 1e-4  # CP-SAT optimises costs rounded to 1e-6; a handful of terms per tiny instance
+
+TINY3 = Skeleton(
+    name="tiny3", parts=("a", "b", "c"), edges=((0, 1), (1, 2)), stages=((0,), (1,), (2,))
+)
+
+
+def random_problem(
+    rng: np.random.Generator,
+    n: int,
+    p: int,
+    *,
+    free_labels: bool = False,
+    density: float = 1.0,
+    inf_rate: float = 0.1,
+) -> Problem:
+    """Random SPLP: single-label candidates (or random label subsets), Gaussian costs with
+    some ``+inf`` joins, each pair listed with probability ``density``."""
+    unary = rng.normal(-0.5, 1.5, (n, p))
+    if free_labels:
+        allowed = rng.random((n, p)) < 0.7
+    else:
+        allowed = np.zeros((n, p), bool)
+        allowed[np.arange(n), rng.integers(p, size=n)] = True
+    unary[~allowed] = np.inf
+    i, j = np.triu_indices(n, 1)
+    listed = rng.random(len(i)) < density
+    edges = np.stack([i[listed], j[listed]], 1).astype(np.int64).reshape(-1, 2)
+    pair_cost = rng.normal(0.0, 2.0, (len(edges), p, p))
+    pair_cost[rng.random(pair_cost.shape) < inf_rate] = np.inf
+    return Problem(unary=unary, edges=edges, pair_cost=pair_cost)
+
+
+def assert_valid(problem: Problem, sol: Solution) -> None:
+    """Shapes, label/cluster consistency, and the reported objective is the true one."""
+    n = problem.num_candidates
+    assert sol.label.shape == (n,) and sol.cluster.shape == (n,)
+    kept = sol.label >= 0
+    assert (sol.cluster[~kept] == -1).all()
+    if kept.any():
+        assert sorted(np.unique(sol.cluster[kept])) == list(range(sol.num_people))
+        assert np.isfinite(problem.unary[np.flatnonzero(kept), sol.label[kept]]).all()
+    assert np.isfinite(sol.objective)
+    assert sol.objective == problem.objective(sol.label, sol.cluster)
+
+
+def assert_clusters_are_joined_components(problem: Problem, sol: Solution) -> None:
+    """Every cluster is connected through listed pairs whose join changes the cost (what the
+    lazy transitivity constraints guarantee for the exact solvers)."""
+    kept = sol.label >= 0
+    for c in range(sol.num_people):
+        members = set(np.flatnonzero(sol.cluster == c).tolist())
+        seen, stack = set(), [min(members)]
+        while stack:
+            d = stack.pop()
+            if d in seen:
+                continue
+            seen.add(d)
+            for e, (a, b) in enumerate(problem.edges.tolist()):
+                other = b if a == d else a if b == d else None
+                if other is None or other not in members or not kept[other]:
+                    continue
+                if problem.pair_cost[e, sol.label[a], sol.label[b]] != 0:
+                    stack.append(other)
+        assert seen == members
+
+
+CASES = [
+    # (n, p, free_labels, density)
+    (7, 3, False, 1.0),
+    (7, 2, False, 0.5),
+    (6, 3, False, 0.3),
+    (5, 3, True, 1.0),
+    (5, 2, True, 0.6),
+]
+
+
+@pytest.mark.parametrize("enumerate_tiny", [True, False])
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize(("n", "p", "free_labels", "density"), CASES)
+def test_exact_equals_brute_force(seed, n, p, free_labels, density, enumerate_tiny, monkeypatch):
+    if not enumerate_tiny:  # force the CP-SAT path on components small enough to enumerate
+        monkeypatch.setattr(tiny, "MAX_NODES", 0)
+    rng = np.random.default_rng(1000 * seed + n * 10 + p)
+    problem = random_problem(rng, n, p, free_labels=free_labels, density=density)
+    _, _, optimum = brute_force(problem)
+    sol = solve(problem, "exact")
+    assert_valid(problem, sol)
+    assert sol.status == "optimal" and sol.gap == 0 and sol.bound == sol.objective
+    assert sol.objective == pytest.approx(optimum, abs=TOL)
+    assert_clusters_are_joined_components(problem, sol)
+
+    heur = solve(problem, "heuristic")
+    assert_valid(problem, heur)
+    assert heur.status == "heuristic" and heur.bound == -np.inf
+    assert heur.objective >= optimum - 1e-9
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(("n", "p", "free_labels", "density"), CASES[::2])
+def test_deepcut_equals_brute_force(seed, n, p, free_labels, density):
+    rng = np.random.default_rng(7 + 1000 * seed + n * 10 + p)
+    problem = random_problem(rng, n, p, free_labels=free_labels, density=density)
+    _, _, optimum = brute_force(problem)
+    sol = solve(problem, "deepcut")
+    assert_valid(problem, sol)
+    assert sol.status == "optimal"
+    assert sol.objective == pytest.approx(optimum, abs=TOL)
+
+
+def test_independent_blocks_decompose():
+    # Random blocks, repulsive or forbidden between blocks: the optimum is the sum of the
+    # blocks' optima (exercises decomposition, bundling and cluster bookkeeping).
+    rng = np.random.default_rng(21)
+    blocks = [random_problem(rng, 5, 3, density=0.9, inf_rate=0.2) for _ in range(12)]
+    offset = np.cumsum([0] + [b.num_candidates for b in blocks])
+    block = np.repeat(np.arange(len(blocks)), [b.num_candidates for b in blocks])
+    i, j = np.triu_indices(offset[-1], 1)
+    across = block[i] != block[j]
+    cross_cost = rng.uniform(0.0, 3.0, (int(across.sum()), 3, 3))
+    cross_cost[rng.random(len(cross_cost)) < 0.5] = np.inf
+    problem = Problem(
+        unary=np.concatenate([b.unary for b in blocks]),
+        edges=np.concatenate(
+            [b.edges + offset[k] for k, b in enumerate(blocks)]
+            + [np.stack([i[across], j[across]], 1)]
+        ),
+        pair_cost=np.concatenate([b.pair_cost for b in blocks] + [cross_cost]),
+    )
+    optimum = sum(brute_force(b)[2] for b in blocks)
+    for method in ("exact", "deepcut"):
+        sol = solve(problem, method)
+        assert_valid(problem, sol)
+        assert sol.objective == pytest.approx(optimum, abs=TOL), method
+    for method in ("heuristic", "3stage"):
+        sol = solve(problem, method, skeleton=TINY3)
+        assert_valid(problem, sol)
+        assert sol.objective >= optimum - TOL
+
+
+def test_unlisted_pairs_join_for_free_and_forbidden_pairs_stay_apart():
+    # a–b and b–c attract; a–c is unlisted: one cluster of three, at no cost for a–c.
+    unary = np.array([[-1.0], [-1.0], [-1.0]])
+    edges = np.array([[0, 1], [1, 2]])
+    problem = Problem(unary, edges, np.array([[[-2.0]], [[-2.0]]]))
+    sol = solve(problem, "exact")
+    assert sol.num_people == 1 and sol.objective == pytest.approx(-7.0)
+    # Now a–c is forbidden: b joins only one of them, even though the path a–b–c attracts.
+    problem = Problem(
+        unary, np.array([[0, 1], [1, 2], [0, 2]]), np.array([[[-2.0]], [[-3.0]], [[np.inf]]])
+    )
+    for method in ("exact", "deepcut", "heuristic"):
+        sol = solve(problem, method)
+        assert sol.num_people == 2 and sol.objective == pytest.approx(-6.0), method
+
+
+def test_staged_is_feasible_fixes_earlier_stages_and_never_beats_exact():
+    rng = np.random.default_rng(3)
+    for _ in range(8):
+        problem = random_problem(rng, 9, 3, density=0.8)
+        exact = solve(problem, "exact")
+        for method in ("3stage", "2stage"):
+            sol = solve(problem, method, skeleton=TINY3)
+            assert_valid(problem, sol)
+            assert sol.status == "feasible" and sol.stats["stages_optimal"]
+            assert sol.objective >= exact.objective - TOL
+            assert len(sol.stats["stages"]) == int(method[0])
+        # Stage 0 alone is the sub-problem of part-0 candidates: its decisions are final.
+        sol = solve(problem, "3stage", skeleton=TINY3)
+        first = np.isfinite(problem.unary[:, 0])
+        keep_edges = first[problem.edges].all(1)
+        sub = Problem(
+            np.where(first[:, None], problem.unary, np.inf),
+            problem.edges[keep_edges],
+            problem.pair_cost[keep_edges],
+        )
+        alone = solve(sub, "exact")
+        label0 = np.where(first, sol.label, -1)
+        cluster0 = np.where(first & (sol.label >= 0), sol.cluster, -1)
+        assert sub.objective(label0, cluster0) == pytest.approx(alone.objective, abs=TOL)
+
+
+def test_staged_heuristic_stages_and_free_labels():
+    rng = np.random.default_rng(5)
+    problem = random_problem(rng, 8, 3, free_labels=True, density=0.7)
+    sol = solve(problem, "3stage", skeleton=TINY3, stage_method="heuristic")
+    assert_valid(problem, sol)
+    assert sol.status == "heuristic"
+
+
+def test_stages_need_a_skeleton():
+    problem = random_problem(np.random.default_rng(0), 4, 3)
+    with pytest.raises(ValueError, match="skeleton"):
+        solve(problem, "3stage")
+    with pytest.raises(ValueError, match="method"):
+        solve(problem, "simplex")
+
+
+def test_time_limit_is_honoured_with_a_feasible_answer():
+    # Dense, frustrated random costs on 70 candidates of one part: hard for any solver.
+    rng = np.random.default_rng(11)
+    n = 70
+    i, j = np.triu_indices(n, 1)
+    problem = Problem(
+        unary=rng.normal(-1.0, 1.0, (n, 1)),
+        edges=np.stack([i, j], 1),
+        pair_cost=rng.normal(-0.2, 2.0, (len(i), 1, 1)),
+    )
+    for method in ("exact", "deepcut"):
+        limit = 0.3
+        start = time.perf_counter()
+        sol = solve(problem, method, time_limit=limit)
+        elapsed = time.perf_counter() - start
+        assert elapsed < limit + 1.5, method
+        assert sol.status == "time_limit", method
+        assert_valid(problem, sol)
+        assert sol.bound <= sol.objective and sol.gap > 0
+
+
+def test_pathological_inputs():
+    empty = Problem(np.zeros((0, 3)), np.zeros((0, 2), np.int64), np.zeros((0, 3, 3)))
+    for method in METHODS:
+        sol = solve(empty, method, skeleton=TINY3)
+        assert sol.label.shape == (0,) and sol.objective == 0.0
+
+    for cost, kept in ((-1.0, True), (2.0, False)):
+        one = Problem(
+            np.array([[np.inf, cost, np.inf]]), np.zeros((0, 2), np.int64), np.zeros((0, 3, 3))
+        )
+        for method in METHODS:
+            sol = solve(one, method, skeleton=TINY3)
+            assert (sol.label[0] == 1) == kept and sol.objective == min(cost, 0.0)
+
+    rng = np.random.default_rng(0)
+    problem = random_problem(rng, 5, 3)
+    problem.unary[:] = np.inf
+    for method in METHODS:
+        sol = solve(problem, method, skeleton=TINY3)
+        assert (sol.label == -1).all() and sol.objective == 0.0
+
+    bad = random_problem(rng, 5, 3, free_labels=True)
+    bad.unary[2, np.flatnonzero(np.isfinite(bad.unary[2]))[0]] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        solve(bad, "exact")
+    bad = random_problem(rng, 5, 3, free_labels=True)
+    bad.pair_cost[:] = np.nan
+    for method in ("heuristic", "deepcut", "3stage"):
+        with pytest.raises(ValueError, match="NaN"):
+            solve(bad, method, skeleton=TINY3)
+    with pytest.raises(ValueError, match="time_limit"):
+        solve(problem, "exact", time_limit=0)
