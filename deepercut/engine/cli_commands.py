@@ -1,5 +1,11 @@
 """The subcommands of ``deepercut``, each a module with a ``register(subparsers)`` function."""
 
-from deepercut.engine import cli_eval, cli_synth, cli_train
+from deepercut.engine import cli_convert, cli_eval, cli_run, cli_synth, cli_train
 
-REGISTRY = [cli_train.register, cli_eval.register, cli_synth.register]
+REGISTRY = [
+    cli_train.register,
+    cli_eval.register,
+    cli_synth.register,
+    cli_convert.register,
+    cli_run.register,
+]

@@ -1,0 +1,302 @@
+"""``deepercut run``: poses of a video, image folder, camera or stream, as a msgpack stream.
+
+Writes the stream header (skeleton, source and model descriptions) and then one record per
+solved frame, in frame order (every decoded frame in file mode; live sources may drop frames
+under overload, and those get no record). ``--render`` writes an overlay video at the source
+frame rate with exactly one frame per delivered frame (a frame dropped in live mode shows the
+previous one again). Progress: a bar for files, a status line (fps, latency, drops) for live
+sources; a summary at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from deepercut.engine.backend import BACKENDS
+from deepercut.engine.cli_args import parse_hw
+from deepercut.engine.pipeline import Engine, FrameResult, source_queue_size
+from deepercut.engine.sinks import PoseWriter, TcpSink, make_header
+from deepercut.engine.sources import Source, open_source
+from deepercut.skeleton import Skeleton
+from deepercut.solvers import METHODS
+
+_STATUS_EVERY_S = 0.5  # live status line refresh
+
+
+def default_workers() -> int:
+    """Solver actors by default: one per core, minus the driver's (0 on a single core)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(0, (cores or 1) - 1)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``run`` subcommand."""
+    p = subparsers.add_parser(
+        "run",
+        help="estimate poses on a video, image folder, camera or stream",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("source", help="video file, image folder, camera (0, /dev/video0) or URL")
+    p.add_argument("-o", "--out", default=None, help="pose stream to write (.msgpack)")
+    p.add_argument("--render", default=None, help="overlay video to write (.mp4)")
+    p.add_argument("--serve", default=None, help="publish the stream at tcp://HOST:PORT")
+    p.add_argument("--model", default=None, help="checkpoint (default: the bundled model)")
+    p.add_argument("--solver", choices=METHODS, default="3stage", help="default: %(default)s")
+    p.add_argument("--time-limit", type=float, default=1.0, help="seconds per frame's solve")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="solver processes (Ray actors); 0 = in this process (default: cores − 1 = "
+        "%(default)s)",
+    )
+    p.add_argument("--ray-address", default=None, help="Ray cluster: auto, HOST:PORT, ray://...")
+    p.add_argument("--max-in-flight", type=int, default=None, help="frames being solved at once")
+    p.add_argument(
+        "--detector-actors",
+        type=int,
+        default=0,
+        help="detect a video file in N Ray actors (one GPU each when the cluster has GPUs), "
+        "in keyframe-aligned chunks; default: in this process",
+    )
+    p.add_argument(
+        "--live", action="store_true", help="drop frames under overload (default for cameras)"
+    )
+    p.add_argument(
+        "--realtime",
+        type=float,
+        nargs="?",
+        const=-1.0,
+        default=None,
+        metavar="FPS",
+        help="play a file as a virtual camera at its frame rate (or FPS); implies --live",
+    )
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="detector backend")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--input-size", type=parse_hw, default=None, help="network input HxW")
+    p.add_argument("--batch-size", type=int, default=8, help="frames per detector batch")
+    p.add_argument(
+        "--max-batch-wait", type=float, default=0.05, help="seconds a batch waits for frames"
+    )
+    p.add_argument("--start", type=int, default=0, help="first frame index")
+    p.add_argument("--stop", type=int, default=None, help="frame index to stop before")
+    p.add_argument("--stride", type=int, default=1, help="every N-th frame")
+    p.add_argument("--max-frames", type=int, default=None, help="at most N frames")
+    p.add_argument("--quiet", action="store_true", help="no progress and no summary")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the engine on ``args.source``; returns the exit code."""
+    if args.workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {args.workers}")
+    realtime: bool | float = False
+    if args.realtime is not None:
+        realtime = True if args.realtime < 0 else args.realtime
+    say = _printer(args.quiet)
+    with contextlib.ExitStack() as stack:
+        source = stack.enter_context(
+            open_source(
+                args.source,
+                start=args.start,
+                stop=args.stop,
+                stride=args.stride,
+                max_frames=args.max_frames,
+                queue_size=source_queue_size(
+                    args.source, True if args.live else None, realtime, args.batch_size
+                ),
+                live=True if args.live else None,
+                realtime=realtime,
+            )
+        )
+        engine = stack.enter_context(
+            Engine(
+                args.model,
+                solver=args.solver,
+                workers=args.workers,
+                ray_address=args.ray_address,
+                backend=args.backend,
+                device=args.device,
+                batch_size=args.batch_size,
+                max_batch_wait=args.max_batch_wait,
+                live=source.is_live,
+                input_hw=args.input_size,
+                time_limit=args.time_limit,
+                max_in_flight=args.max_in_flight,
+                detector_actors=args.detector_actors,
+            )
+        )
+        detector = f"{engine.backend} ({engine.backend_reason}) on {engine.device}"
+        if args.detector_actors:
+            detector = f"{args.detector_actors} Ray actors for files, else {detector}"
+        say(
+            f"source: {source!r}; detector: {detector}; solver: {args.solver}, "
+            f"{_workers_text(args.workers)}"
+        )
+        header = make_header(
+            engine.skeleton, source=_source_info(source, args), model=engine.info()
+        )
+        sinks: list[Any] = []
+        if args.out:
+            sinks.append(stack.enter_context(PoseWriter(args.out, header)))
+        if args.serve:
+            server = stack.enter_context(TcpSink(args.serve, header))
+            host, port = server.address
+            say(f"serving poses at tcp://{host}:{port}")
+        if not (sinks or args.render):
+            say("no -o, --render or --serve given: poses are not kept")
+        renderer = None
+        if args.render:
+            renderer = stack.enter_context(
+                _Overlay(args.render, source, engine.skeleton, args.start, args.stride)
+            )
+        progress = stack.enter_context(_Progress(source, engine, disabled=args.quiet))
+        if args.detector_actors and renderer is None:
+            # The detector actors decode the file themselves (the engine falls back to
+            # detecting here when the source is not a file in file mode).
+            source.close()
+            results = engine.run_frames(
+                args.source,
+                start=args.start,
+                stop=args.stop,
+                stride=args.stride,
+                max_frames=args.max_frames,
+                realtime=realtime,
+            )
+        else:
+            results = engine.run_frames(source, keep_images=renderer is not None)
+        interrupted = False
+        try:
+            for result in results:
+                if result.poses is not None:
+                    for sink in sinks:
+                        sink.write(result.poses)
+                if renderer is not None:
+                    renderer.write(result)
+                progress.update(result)
+        except KeyboardInterrupt:  # stopping a camera with Ctrl-C is a normal end
+            interrupted = True
+        progress.close()
+        if interrupted:
+            say("interrupted")
+        say(engine.stats.summary())
+        if renderer is not None:
+            say(f"wrote {renderer.frames} frames to {args.render}")
+    return 0
+
+
+def _printer(quiet: bool) -> Callable[[str], None]:
+    def say(text: str) -> None:
+        if not quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    return say
+
+
+def _workers_text(workers: int) -> str:
+    return "in-process" if workers == 0 else f"{workers} Ray worker{'s' * (workers > 1)}"
+
+
+def _source_info(source: Source, args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "spec": str(args.source),
+        "description": source.description,
+        "fps": source.fps,
+        "frame_size": list(source.frame_size) if source.frame_size else None,
+        "num_frames": source.num_frames,
+        "live": source.is_live,
+        "start": args.start,
+        "stop": args.stop,
+        "stride": args.stride,
+    }
+
+
+class _Progress:
+    """A tqdm bar (frames, fps, ETA) for files; a status line (fps, latency, drops) for live
+    sources."""
+
+    def __init__(self, source: Source, engine: Engine, disabled: bool) -> None:
+        self.engine = engine
+        self.live = source.is_live
+        self._last_status = 0.0
+        if self.live:
+            self.bar = tqdm(
+                unit="frame", disable=disabled, bar_format="{n_fmt} frames {elapsed}{postfix}"
+            )
+        else:
+            self.bar = tqdm(total=source.num_frames, unit="frame", disable=disabled)
+
+    def update(self, result: FrameResult) -> None:
+        self.bar.update(1)
+        now = time.monotonic()
+        if self.live and now - self._last_status >= _STATUS_EVERY_S:
+            self._last_status = now
+            self.bar.set_postfix_str(self.engine.stats.status_line(), refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Overlay:
+    """The ``--render`` video: each frame with its poses drawn, one output frame per source
+    frame from ``start`` on, at the source frame rate (÷ stride, so it plays at real speed); a
+    frame the source dropped (live) repeats the previous output frame (the first delivered
+    one, for drops before it)."""
+
+    def __init__(
+        self, path: str, source: Source, skeleton: Skeleton, start: int, stride: int
+    ) -> None:
+        from deepercut.engine.render import VideoRenderer, draw_poses
+
+        if source.frame_size is None:
+            raise ValueError(f"{source.description}: unknown frame size, cannot --render")
+        self._draw = draw_poses
+        self.skeleton = skeleton
+        self.stride = stride
+        fps = source.fps if math.isfinite(source.fps) and source.fps > 0 else 25.0
+        self.renderer = VideoRenderer(path, fps / stride, source.frame_size)
+        self.frames = 0
+        self._next_index = start
+        self._last_image: np.ndarray | None = None
+
+    def write(self, result: FrameResult) -> None:
+        assert result.image is not None
+        image = result.image
+        if result.poses is not None:
+            image = self._draw(image, result.poses, self.skeleton)
+        missed = (result.index - self._next_index) // self.stride
+        for _ in range(missed):
+            self._emit(image if self._last_image is None else self._last_image)
+        self._emit(image)
+        self._last_image = image
+        self._next_index = result.index + self.stride
+
+    def _emit(self, image: np.ndarray) -> None:
+        self.renderer.write(image)
+        self.frames += 1
+
+    def close(self) -> None:
+        self.renderer.close()
+
+    def __enter__(self) -> _Overlay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,219 @@
+"""Detection of a video file spread over Ray actors (one per GPU), in keyframe-aligned chunks.
+
+When detection is the bottleneck (the engine's summary shows it), a cluster's GPUs (or CPU
+nodes) can each detect a part of the video: the frame range is cut into chunks that start at
+keyframes (a chunk decodes from its own keyframe, so no frame is decoded twice), detector
+actors take chunks as they become free, and the driver merges their candidates back in frame
+order into the solver pool. Only compact candidates travel; images never leave the actor that
+decoded them. Every actor opens the file itself, so it must be at the same path on every node
+(a shared file system). A detector actor that dies is replaced and its chunk detected again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import av
+
+from deepercut.engine.backend import NetworkDetector
+from deepercut.engine.pool import import_ray
+from deepercut.engine.sources import open_source
+from deepercut.model.io import Model
+from deepercut.types import Candidates, Frame
+
+log = logging.getLogger(__name__)
+
+#: One detected frame: index, pts, candidates.
+Detected = tuple[int, float, Candidates]
+
+
+def keyframe_indices(path: str | Path) -> list[int]:
+    """Frame indices of the keyframes of a video file, from its packets (nothing is decoded).
+
+    Indices count frames from the stream's start as :func:`~deepercut.engine.sources.open_source`
+    does (``round(pts × fps)``); a stream without timestamps or frame rate has only ``[0]``.
+    """
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        time_base, origin = stream.time_base, stream.start_time
+        if rate is None or time_base is None:
+            return [0]
+        packets = [
+            (p.pts, p.is_keyframe) for p in container.demux(stream) if p.pts is not None and p.size
+        ]
+    if origin is None:
+        origin = min((pts for pts, _ in packets), default=0)
+    keys = {round(float((pts - origin) * time_base * rate)) for pts, key in packets if key}
+    return sorted(keys | {0})
+
+
+def plan_chunks(
+    keyframes: list[int], start: int, stop: int | None, stride: int, chunk_frames: int
+) -> list[tuple[int, int | None]]:
+    """Cut ``[start, stop)`` (``stop=None``: to the end) into chunks ``[a, b)`` of at least
+    ``chunk_frames`` frames that begin at keyframes (the first at ``start``), each on the
+    ``stride`` grid from ``start``.
+
+    Chunks are only as fine as the keyframes allow: a video with one keyframe is one chunk.
+    """
+    bounds: list[int] = [start]
+    for key in keyframes:
+        first = start + math.ceil((key - start) / stride) * stride  # the grid from ``start``
+        if first - bounds[-1] >= chunk_frames and (stop is None or first < stop):
+            bounds.append(first)
+    return list(zip(bounds, [*bounds[1:], stop], strict=True))
+
+
+class _DetectorActor:
+    """A Ray actor that detects chunks of a video file (the network built once, on its GPU)."""
+
+    def __init__(self, model: Model | None, detector: Any, options: dict[str, Any]) -> None:
+        self.detector = detector if detector is not None else NetworkDetector(model, **options)
+        self.batch_size = options.get("batch_size", 8)
+
+    def backend(self) -> str:
+        return getattr(self.detector, "backend", "custom")
+
+    def detect(self, path: str, start: int, stop: int | None, stride: int) -> list[Detected]:
+        out: list[Detected] = []
+        batch: list[Frame] = []
+        with open_source(path, start=start, stop=stop, stride=stride) as source:
+            for frame in source:
+                batch.append(frame)
+                if len(batch) == self.batch_size:
+                    out += self._detect(batch)
+                    batch = []
+        if batch:
+            out += self._detect(batch)
+        return out
+
+    def _detect(self, frames: list[Frame]) -> list[Detected]:
+        found = self.detector(frames)
+        return [(f.index, f.pts, c) for f, c in zip(frames, found, strict=True)]
+
+
+class ShardedDetector:
+    """Detector actors over a Ray cluster; Ray must be initialised (see
+    :func:`~deepercut.engine.pool.connect_ray`).
+
+    Args:
+        model: the detector (sent once to each actor).
+        actors: detector actors.
+        gpus_per_actor: GPUs per actor; default 1 when the cluster has GPUs, else 0.
+        cpus_per_actor: CPUs per actor (decoding, and the network on CPU).
+        chunk_frames: about this many frames per chunk (keyframes permitting).
+        detector: a custom frames → candidates callable to run instead of the network (it
+            must pickle; e.g. a simulated detector in tests).
+        options: :class:`~deepercut.engine.backend.NetworkDetector` settings (``input_hw``,
+            ``params``, ``backend``, ``batch_size``; the device is the actor's).
+        max_restarts: detector actors replaced before giving up.
+        startup_timeout: seconds to wait for the actors to start (a cluster without the
+            resources would otherwise hang).
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        actors: int,
+        gpus_per_actor: float | None = None,
+        cpus_per_actor: float = 1.0,
+        chunk_frames: int = 64,
+        detector: Any = None,
+        options: dict[str, Any] | None = None,
+        max_restarts: int | None = None,
+        startup_timeout: float = 120.0,
+    ) -> None:
+        if actors < 1 or chunk_frames < 1:
+            raise ValueError(
+                f"need actors >= 1 and chunk_frames >= 1, got {actors}, {chunk_frames}"
+            )
+        self._ray = ray = import_ray("detector actors")
+        if gpus_per_actor is None:
+            gpus_per_actor = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+        self.chunk_frames = chunk_frames
+        self.restarts = 0
+        self._max_restarts = 2 * actors + 2 if max_restarts is None else max_restarts
+        self._actor_class = ray.remote(
+            num_gpus=gpus_per_actor, num_cpus=cpus_per_actor, max_restarts=0
+        )(_DetectorActor)
+        options = {k: v for k, v in (options or {}).items() if k != "device"}
+        self._args = (ray.put(model) if detector is None else None, detector, options)
+        self.actors = [self._actor_class.remote(*self._args) for _ in range(actors)]
+        try:
+            backends = ray.get([a.backend.remote() for a in self.actors], timeout=startup_timeout)
+        except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError) as exc:
+            self.close()
+            raise RuntimeError(
+                f"{actors} detector actors ({gpus_per_actor:g} GPU, {cpus_per_actor:g} CPU each) "
+                f"did not start: {type(exc).__name__}; free resources: "
+                f"{ray.available_resources()}"
+            ) from exc
+        self.backend = backends[0]
+        log.info(
+            "%d detector actors (%g GPU each, backend %s)", actors, gpus_per_actor, self.backend
+        )
+
+    def run(
+        self, path: str, start: int, stop: int | None, stride: int, idle_s: float
+    ) -> Iterator[list[Detected]]:
+        """Detected frames of ``[start, stop)`` on the ``stride`` grid, chunk by chunk in frame
+        order; an empty list every ``idle_s`` seconds spent waiting (so the caller can collect
+        finished solves meanwhile)."""
+        chunks = deque(plan_chunks(keyframe_indices(path), start, stop, stride, self.chunk_frames))
+        if len(chunks) < len(self.actors):
+            log.warning(
+                "%s: %d chunks for %d detector actors; the video has few keyframes (re-encode "
+                "with a keyframe every second or so to spread it)",
+                path,
+                len(chunks),
+                len(self.actors),
+            )
+        ray = self._ray
+        # Chunks out at once: two per actor keeps every actor busy while the driver merges.
+        outstanding: deque[tuple[tuple[int, int | None], Any, int, Any]] = deque()
+        load = [0] * len(self.actors)
+
+        def send(chunk: tuple[int, int | None]) -> tuple[tuple[int, int | None], Any, int, Any]:
+            slot = min(range(len(self.actors)), key=load.__getitem__)
+            load[slot] += 1
+            actor = self.actors[slot]
+            return chunk, actor.detect.remote(path, *chunk, stride), slot, actor
+
+        while chunks or outstanding:
+            while chunks and len(outstanding) < 2 * len(self.actors):
+                outstanding.append(send(chunks.popleft()))
+            chunk, ref, slot, actor = outstanding[0]
+            ready, _ = ray.wait([ref], timeout=idle_s)
+            if not ready:
+                yield []
+                continue
+            outstanding.popleft()
+            load[slot] -= 1
+            try:
+                detected = ray.get(ref)
+            except ray.exceptions.RayActorError as exc:
+                if self.actors[slot] is actor:  # not yet replaced for an earlier chunk
+                    self._replace(slot, exc)
+                outstanding.appendleft(send(chunk))
+                continue
+            yield detected
+
+    def _replace(self, slot: int, cause: BaseException) -> None:
+        if self.restarts >= self._max_restarts:
+            raise RuntimeError(f"detector actors died {self.restarts + 1} times: {cause}")
+        self.restarts += 1
+        log.warning("detector actor %d died (%s); replacing it", slot, type(cause).__name__)
+        self._ray.kill(self.actors[slot], no_restart=True)
+        self.actors[slot] = self._actor_class.remote(*self._args)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self._ray.kill(actor, no_restart=True)
+        self.actors = []
