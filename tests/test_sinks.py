@@ -343,3 +343,20 @@ def test_tcp_sink_survives_a_client_that_leaves() -> None:
     stays.close()
     with pytest.raises(ValueError, match="tcp://HOST:PORT"):
         TcpSink("udp://127.0.0.1:0", header())
+
+
+def test_writers_create_missing_output_folders(tmp_path) -> None:
+    from deepercut.engine.render import VideoRenderer
+    from deepercut.engine.sinks import PoseWriter, read_poses
+    from deepercut.skeleton import MPII14
+
+    stream_path = tmp_path / "new" / "dir" / "poses.msgpack"
+    with PoseWriter(
+        stream_path, {"format": "deepercut.poses", "version": 1, "skeleton": MPII14.to_dict()}
+    ):
+        pass
+    assert read_poses(stream_path).header["version"] == 1
+    video_path = tmp_path / "other" / "overlay.mp4"
+    with VideoRenderer(video_path, 25.0, (64, 48)) as renderer:
+        renderer.write(np.zeros((48, 64, 3), np.uint8))
+    assert video_path.stat().st_size > 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import av
@@ -203,6 +204,7 @@ class VideoRenderer:
         self.encoded_size = (width + width % 2, height + height % 2)
         self.rate = Fraction(fps).limit_denominator(1001)
         self.frames = 0
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._container: Any = av.open(os.fspath(path), "w")
         try:
             stream = self._container.add_stream(codec, rate=self.rate)

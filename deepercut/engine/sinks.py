@@ -35,6 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -183,6 +184,8 @@ def _record_poses(record: Any, num_parts: int) -> Poses:
 def _open(path_or_file: str | os.PathLike[str] | IO[bytes], mode: str) -> tuple[IO[bytes], bool]:
     """A binary file and whether we opened it (and so must close it)."""
     if isinstance(path_or_file, str | os.PathLike):
+        if "w" in mode:  # `-o out/poses.msgpack` should work without creating out/ first
+            Path(path_or_file).parent.mkdir(parents=True, exist_ok=True)
         return open(path_or_file, mode), True  # closed by the owner's close()
     return path_or_file, False
 
