@@ -7,11 +7,13 @@ output, the checkpoint goes through ``save_model``/``load_model``, the video is 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +161,19 @@ def assert_same_poses(a: Sequence[Poses], b: Sequence[Poses]) -> None:
     assert [p.frame for p in a] == [p.frame for p in b]
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x.keypoints, y.keypoints)
+
+
+@contextlib.contextmanager
+def local_ray(num_cpus: int = 2) -> Iterator[None]:
+    """A real local Ray for one test module, shut down afterwards.
+
+    This module is shipped to the actors by value: they cannot import a test helper.
+    """
+    import ray
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()

@@ -11,6 +11,7 @@ from engine_support import (
     VIDEO_HEIGHTS,
     TruthDetector,
     assert_same_poses,
+    local_ray,
     make_video,
     match_error,
     tiny_model,
@@ -27,9 +28,8 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_cluster():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    with local_ray():
+        yield
 
 
 @pytest.fixture(scope="module")

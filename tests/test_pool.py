@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
 import pytest
@@ -12,6 +11,7 @@ from engine_support import (
     TruthDetector,
     assert_same_poses,
     fitted_pairwise,
+    local_ray,
 )
 
 from deepercut.data.synthetic import generate_video
@@ -27,11 +27,8 @@ NUM_FRAMES = 12
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_cluster():
-    # SlowSolver lives in a test helper module the actors can't import: ship it by value.
-    ray.cloudpickle.register_pickle_by_value(sys.modules[SlowSolver.__module__])
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    with local_ray():
+        yield
 
 
 @pytest.fixture(scope="module")

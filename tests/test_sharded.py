@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 from engine_support import (
     VIDEO_FRAMES,
     TruthDetector,
     assert_same_poses,
+    local_ray,
     make_video,
     save_tiny_model,
     tiny_model,
@@ -24,11 +23,8 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_cluster():
-    # The truth detector lives in a test helper the actors can't import: ship it by value.
-    ray.cloudpickle.register_pickle_by_value(sys.modules[TruthDetector.__module__])
-    ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    with local_ray(num_cpus=3):
+        yield
 
 
 @pytest.fixture(scope="module")
