@@ -1,10 +1,16 @@
 """Checkpoints: a state dict plus plain metadata, loaded with ``torch.load(weights_only=True)``.
 
-Layout (a dict): ``format`` = ``"deepercut.model"``, ``version``, ``config`` (a
-:class:`DetectorConfig` as a dict), ``skeleton`` (:meth:`Skeleton.to_dict`), ``input_hw`` (the
-H×W the model was trained for), ``state_dict``, ``pairwise`` (optional: the pairwise model's
-arrays and metadata), ``meta`` (training data, command, time...). No pickled objects, so loading
-an untrusted file cannot execute code.
+Layout (a dict): ``format`` = ``"deepercut.model"``, ``version``, ``network`` (optional:
+``"deepercut"``, the default, or ``"tfslim_resnet_v1"`` for networks imported from
+pose-tensorflow / DeepLabCut), ``config`` (the network's config as a dict: a
+:class:`DetectorConfig`, or a
+:class:`~deepercut.model.external.tfslim_resnet.TFSlimPoseConfig`), ``skeleton``
+(:meth:`Skeleton.to_dict`), ``input_hw`` (the H×W the model was trained for), ``state_dict``,
+``pairwise`` (optional: the pairwise model's arrays and metadata), ``meta`` (training data,
+command, time...). No pickled objects, so loading an untrusted file cannot execute code.
+
+:func:`load_model` also accepts a pose-tensorflow model or a DeepLabCut project/snapshot
+directly: it is converted once and cached (see :mod:`deepercut.model.external.convert`).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from deepercut.model.net import DeeperCut, DetectorConfig
 from deepercut.model.pairwise import FEATURE_NAMES, PairwiseModel
@@ -27,6 +34,8 @@ from deepercut.skeleton import Skeleton
 FORMAT = "deepercut.model"
 VERSION = 1
 DEFAULT_MODEL = "default.pt"
+#: ``network`` of checkpoints of our own detector (also assumed when the key is absent).
+OWN_NETWORK = "deepercut"
 
 
 class CheckpointError(ValueError):
@@ -38,7 +47,9 @@ class Model:
     """A loaded detector with what is needed to use it.
 
     Attributes:
-        net: the detector network (eval mode).
+        net: the detector network (eval mode): our :class:`DeeperCut`, or an imported network
+            with the same interface (``config``, ``num_parts``, ``forward`` →
+            :class:`~deepercut.model.net.DetectorOutput`, ``decode``).
         skeleton: part names, edges and solver stages.
         input_hw: the network input size it was trained/tuned for.
         pairwise: the pairwise model's stored arrays (``None`` when the checkpoint has none).
@@ -100,6 +111,7 @@ def save_model(path: str | os.PathLike[str], model: Model) -> None:
     checkpoint = {
         "format": FORMAT,
         "version": VERSION,
+        "network": _network_name(model.net),
         "config": model.net.config.to_dict(),
         "skeleton": model.skeleton.to_dict(),
         "input_hw": list(model.input_hw),
@@ -118,24 +130,44 @@ def load_model(
 ) -> Model:
     """Load a checkpoint; with no path, the small model bundled with the package.
 
+    ``path`` may also be a pose-tensorflow model or a DeepLabCut project, train folder or
+    snapshot: it is converted on first use and the result cached (keyed by the hashes of the
+    files it was converted from), see :func:`deepercut.model.external.convert.import_model`.
+
     Raises:
         FileNotFoundError: the file does not exist.
-        CheckpointError: the file is corrupt, not a deepercut model, or does not fit its network.
+        CheckpointError: the file is corrupt, not a deepercut model, or does not fit its network
+            (for imported models: :class:`~deepercut.model.external.convert.WeightsMismatch`,
+            :class:`~deepercut.model.external.convert.UnsupportedArchitecture`).
     """
     if path is None:
         with resources.as_file(resources.files("deepercut") / "assets" / DEFAULT_MODEL) as p:
             return load_model(p, map_location)
     path = Path(path)
+    from deepercut.model.external.convert import detect_source, import_model
+
+    external = detect_source(path)
+    if external is not None and not (path.is_file() and path.suffix == ".pt"):
+        return import_model(path, map_location=map_location)
     if not path.is_file():
         raise FileNotFoundError(f"no model checkpoint at {path}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as exc:
+    except (
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        RuntimeError,
+        EOFError,
+        OSError,
+        UnicodeDecodeError,
+    ) as exc:
         raise CheckpointError(
             f"{path} is not a readable checkpoint (corrupt, truncated or not a torch file): "
             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        if external is not None:  # a DeepLabCut 3 snapshot, not one of ours
+            return import_model(path, map_location=map_location)
         raise CheckpointError(f"{path} is not a deepercut model (missing format {FORMAT!r})")
     if ckpt.get("version") != VERSION:
         raise CheckpointError(f"{path}: unsupported checkpoint version {ckpt.get('version')!r}")
@@ -143,9 +175,9 @@ def load_model(
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {missing}")
     try:
-        config = DetectorConfig.from_dict(ckpt["config"])
+        net = _build_network(ckpt.get("network", OWN_NETWORK), ckpt["config"])
+        config = net.config
         skeleton = Skeleton.from_dict(ckpt["skeleton"])
-        net = DeeperCut(config)
     except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: invalid model configuration: {exc}") from exc
     if skeleton.num_parts != config.num_parts:
@@ -158,12 +190,33 @@ def load_model(
     return Model(net, skeleton, (h, w), ckpt.get("pairwise"), dict(ckpt.get("meta") or {}))
 
 
-def _load_state(net: DeeperCut, state: dict[str, torch.Tensor], path: Path) -> None:
+def _network_name(net: nn.Module) -> str:
+    if isinstance(net, DeeperCut):
+        return OWN_NETWORK
+    from deepercut.model.external.tfslim_resnet import FAMILY, TFSlimPoseNet
+
+    if isinstance(net, TFSlimPoseNet):
+        return FAMILY
+    raise TypeError(f"cannot save a {type(net).__name__}: not a network deepercut can rebuild")
+
+
+def _build_network(network: str, config: dict[str, Any]) -> nn.Module:
+    """The (randomly initialised) network a checkpoint's ``network`` and ``config`` describe."""
+    if network == OWN_NETWORK:
+        return DeeperCut(DetectorConfig.from_dict(config))
+    from deepercut.model.external.tfslim_resnet import FAMILY, TFSlimPoseConfig, TFSlimPoseNet
+
+    if network == FAMILY:
+        return TFSlimPoseNet(TFSlimPoseConfig.from_dict(config))
+    raise ValueError(f"unknown network {network!r} (expected {OWN_NETWORK!r} or {FAMILY!r})")
+
+
+def _load_state(net: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
     own = net.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = [
-        f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})"
+        f"{k} {_shape_of(state[k])} (expected {tuple(own[k].shape)})"
         for k in sorted(set(own) & set(state))
         if not isinstance(state[k], torch.Tensor) or state[k].shape != own[k].shape
     ]
@@ -174,3 +227,8 @@ def _load_state(net: DeeperCut, state: dict[str, torch.Tensor], path: Path) -> N
             f"({len(wrong)})"
         )
     net.load_state_dict(state)
+
+
+def _shape_of(value: object) -> str:
+    """A state-dict entry's shape, or its type when it is not a tensor (a corrupt file)."""
+    return str(tuple(value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__

@@ -1,0 +1,691 @@
+"""Converters: pose-tensorflow and DeepLabCut models → our :class:`~deepercut.model.io.Model`.
+
+Supported sources (see :func:`detect_source`):
+
+- **pose-tensorflow** (DeeperCut's TensorFlow release): a folder, or its ``pose_cfg.yaml``, or
+  a checkpoint prefix/``.index`` with ``pose_cfg.yaml`` beside it. ``net_type`` ``resnet_50``,
+  ``resnet_101`` or ``resnet_152`` with the part, locref, pairwise and intermediate heads the
+  config enables; the pairwise statistics come from ``pairwise_stats_fn`` (×
+  ``global_scale``, as pose-tensorflow applies them).
+- **DeepLabCut 2.x** (TensorFlow): a project folder (``config.yaml`` + ``dlc-models/...``),
+  one of its ``train`` folders, or a snapshot. Single-animal ResNet-50/101/152 models (both
+  TF-slim head names, ``pose/part_pred/block4/weights``, and DeepLabCut ≥ 2.2's keras ones,
+  ``pose/part_pred/part_pred/kernel``). Multi-animal models (part affinity fields, identity
+  channels, the multi-stage and DLCRNet decoders), MobileNet and EfficientNet raise
+  :class:`UnsupportedArchitecture`.
+- **DeepLabCut 3** (PyTorch ``.pt`` snapshots): recognised and read with
+  ``weights_only=True``; none of its architectures is supported yet (their timm backbones use
+  GroupNorm and their heads an un-padded transposed convolution whose grid is not a plain
+  stride), so every one raises :class:`UnsupportedArchitecture` naming what it found.
+
+The converted model is a :class:`~deepercut.model.external.tfslim_resnet.TFSlimPoseNet` with
+its skeleton (part names from the config; MPII-14 and COCO-17 layouts get their full skeletons)
+and a *prior* pairwise model (:func:`prior_pairwise_model`), since neither project ships one in
+our feature set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepercut.model.external.tf_checkpoint import CheckpointFormatError, TFCheckpoint
+from deepercut.model.external.tfslim_resnet import (
+    LOCREF_STDEV,
+    MEAN_PIXEL,
+    STANDARD_UNITS,
+    TFSlimPoseConfig,
+    TFSlimPoseNet,
+    tf_variable_map,
+)
+from deepercut.model.io import CheckpointError, Model, load_model, pairwise_state, save_model
+from deepercut.model.pairwise import FEATURE_NAMES, PairwiseModel, num_pair_classes
+from deepercut.skeleton import MPII14, Skeleton
+
+log = logging.getLogger(__name__)
+
+#: Bumped whenever a conversion would produce a different model: old cache entries are unused.
+CONVERTER_VERSION = 1
+#: Network input size of converted models unless the caller or a DeepLabCut project's video
+#: size gives one (a 480×640 frame).
+DEFAULT_INPUT_HW = (480, 640)
+#: Name suffixes of optimizer slots and bookkeeping a training run leaves in a checkpoint.
+_SLOT_SUFFIXES = ("Momentum", "Adam", "Adam_1", "RMSProp", "RMSProp_1", "ExponentialMovingAverage")
+
+
+class UnsupportedArchitecture(CheckpointError):
+    """A model whose architecture we cannot reproduce exactly."""
+
+
+class WeightsMismatch(CheckpointError):
+    """A checkpoint whose variables do not match the network its config describes."""
+
+
+COCO17 = Skeleton(
+    name="coco17",
+    parts=(
+        "nose",
+        "left_eye",
+        "right_eye",
+        "left_ear",
+        "right_ear",
+        "left_shoulder",
+        "right_shoulder",
+        "left_elbow",
+        "right_elbow",
+        "left_wrist",
+        "right_wrist",
+        "left_hip",
+        "right_hip",
+        "left_knee",
+        "right_knee",
+        "left_ankle",
+        "right_ankle",
+    ),
+    edges=(
+        *((0, 1), (0, 2), (1, 3), (2, 4), (5, 6), (5, 7), (7, 9), (6, 8), (8, 10)),
+        *((5, 11), (6, 12), (11, 12), (11, 13), (13, 15), (12, 14), (14, 16)),
+    ),
+    # Head and shoulders → arms → legs, as DeeperCut's incremental stages for MPII.
+    stages=((0, 1, 2, 3, 4, 5, 6), (7, 8, 9, 10), (11, 12, 13, 14, 15, 16)),
+    flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
+)
+
+# pose-tensorflow's configs name symmetric joints once (``all_joints: [[0, 5], [1, 4], ...]``).
+_MPII_GROUPS = [[0, 5], [1, 4], [2, 3], [6, 11], [7, 10], [8, 9], [12], [13]]
+_COCO_GROUPS = [[0], [1, 2], [3, 4], [5, 6], [7, 8], [9, 10], [11, 12], [13, 14], [15, 16]]
+
+
+# ---------------------------------------------------------------------- configs and sources
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML mapping (pose-tensorflow / DeepLabCut config).
+
+    Raises:
+        CheckpointError: unreadable, or not a mapping.
+    """
+    try:
+        import yaml
+    except ImportError as exc:
+        raise CheckpointError(f"reading {path} needs PyYAML: pip install pyyaml") from exc
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is not a YAML mapping")
+    return data
+
+
+def _snapshot_number(prefix: Path) -> int:
+    match = re.search(r"-(\d+)$", prefix.name)
+    return int(match.group(1)) if match else -1
+
+
+def latest_snapshot(folder: Path) -> Path:
+    """The checkpoint prefix with the highest step in ``folder`` (``snapshot-103000``).
+
+    Raises:
+        CheckpointError: the folder holds no ``*.index`` checkpoint.
+    """
+    prefixes = [p.with_suffix("") for p in folder.glob("*.index")]
+    if not prefixes:
+        raise CheckpointError(f"no TensorFlow checkpoint (*.index) in {folder}")
+    return max(prefixes, key=lambda p: (_snapshot_number(p), p.name))
+
+
+def detect_source(path: str | os.PathLike[str]) -> str | None:
+    """What ``path`` is: ``"pose-tensorflow"``, ``"dlc2"``, ``"dlc3"`` or None (not one of
+    ours to convert: e.g. a deepercut checkpoint)."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "config.yaml").is_file() and (path / "dlc-models-pytorch").is_dir():
+            return "dlc3"
+        if (path / "config.yaml").is_file() and (path / "dlc-models").is_dir():
+            return "dlc2"
+        if (path / "pytorch_config.yaml").is_file():
+            return "dlc3"
+        if (path / "pose_cfg.yaml").is_file():
+            return "pose-tensorflow"
+        return None
+    if path.name.endswith(".yaml") and path.is_file():
+        return "pose-tensorflow" if path.name != "pytorch_config.yaml" else "dlc3"
+    if path.suffix == ".pt" and (path.parent / "pytorch_config.yaml").is_file():
+        return "dlc3"
+    if path.suffix in (".pt", ".pth"):
+        return None
+    index = path if path.name.endswith(".index") else path.with_name(path.name + ".index")
+    if ".data-" in path.name:
+        index = path.with_name(path.name[: path.name.index(".data-")] + ".index")
+    return "pose-tensorflow" if index.is_file() else None
+
+
+def source_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The files a conversion of ``path`` reads (what a cache key must hash)."""
+    kind = detect_source(path)
+    if kind is None:
+        raise CheckpointError(f"{path} is not a pose-tensorflow or DeepLabCut model")
+    if kind == "dlc3":
+        snapshot, config = _dlc3_files(Path(path))
+        return [config, snapshot]
+    cfg_path, prefix, project = _tf_files(Path(path), kind)
+    files = [cfg_path, prefix.with_name(prefix.name + ".index")]
+    files += sorted(prefix.parent.glob(prefix.name + ".data-*"))
+    cfg = read_yaml(cfg_path)
+    stats = cfg.get("pairwise_stats_fn")
+    if cfg.get("pairwise_predict") and stats and (cfg_path.parent / stats).is_file():
+        files.append(cfg_path.parent / stats)
+    if project is not None:
+        files.append(project / "config.yaml")
+    return files
+
+
+def _tf_files(path: Path, kind: str) -> tuple[Path, Path, Path | None]:
+    """``(pose_cfg.yaml, checkpoint prefix, DLC project folder or None)`` of a TF source."""
+    if kind == "dlc2":
+        train = _dlc2_train_folder(path)
+        return train / "pose_cfg.yaml", latest_snapshot(train), path
+    if path.is_dir():
+        folder, prefix = path, None
+    elif path.name.endswith(".yaml"):
+        folder, prefix = path.parent, None
+    else:
+        from deepercut.model.external.tf_checkpoint import checkpoint_prefix
+
+        prefix = checkpoint_prefix(path)
+        folder = prefix.parent
+    cfg = folder / "pose_cfg.yaml" if not path.name.endswith(".yaml") else path
+    if not cfg.is_file():
+        raise CheckpointError(f"no pose_cfg.yaml beside {path}: it names the network's heads")
+    if prefix is None:
+        prefix = latest_snapshot(folder)
+    project = _dlc_project_of(folder)
+    return cfg, prefix, project
+
+
+def _dlc_project_of(train: Path) -> Path | None:
+    """The DeepLabCut project holding a ``dlc-models/.../train`` folder, if it is one."""
+    parts = train.resolve().parts
+    if "dlc-models" in parts:
+        root = Path(*parts[: parts.index("dlc-models")])
+        if (root / "config.yaml").is_file():
+            return root
+    return None
+
+
+def _dlc2_train_folder(project: Path, shuffle: int = 1) -> Path:
+    """The ``train`` folder of a DeepLabCut 2.x project's current iteration and shuffle."""
+    config = read_yaml(project / "config.yaml")
+    iteration = config.get("iteration", 0)
+    folders = sorted(project.glob(f"dlc-models/iteration-{iteration}/*shuffle{shuffle}/train"))
+    fractions = config.get("TrainingFraction") or []
+    if len(folders) > 1 and fractions:
+        wanted = f"trainset{round(100 * float(fractions[0]))}shuffle"
+        folders = [f for f in folders if wanted in f.parent.name] or folders
+    if not folders:
+        raise CheckpointError(
+            f"{project}: no dlc-models/iteration-{iteration}/*shuffle{shuffle}/train folder "
+            "(train the network in DeepLabCut first)"
+        )
+    if len(folders) > 1:
+        raise CheckpointError(
+            f"{project}: several trained models match, pass one train folder: "
+            f"{[str(f) for f in folders]}"
+        )
+    return folders[0]
+
+
+# ---------------------------------------------------------------------- architecture
+
+
+def _tf_architecture(
+    cfg: dict[str, Any], ckpt: TFCheckpoint, where: str
+) -> tuple[TFSlimPoseConfig, str, bool]:
+    """The network a pose config + checkpoint describe: ``(config, head naming, bn_scale)``."""
+    net_type = str(cfg.get("net_type", "resnet_101"))
+    match = re.fullmatch(r"resnet_(\d+)", net_type)
+    if match is None:
+        raise UnsupportedArchitecture(
+            f"{where}: net_type {net_type!r} is not supported; supported are the TF-slim "
+            "ResNets resnet_50, resnet_101 and resnet_152 (MobileNet, EfficientNet and "
+            "DLCRNet are not)"
+        )
+    dataset_type = str(cfg.get("dataset_type", ""))
+    multi = [
+        reason
+        for reason, present in (
+            ("a multi-animal dataset_type", "multi-animal" in dataset_type),
+            ("part affinity fields", bool(cfg.get("partaffinityfield_predict"))),
+            ("the multi-stage decoder", bool(cfg.get("multi_stage"))),
+            ("identity channels", int(cfg.get("num_idchannel") or 0) > 0),
+        )
+        if present
+    ]
+    if multi:
+        raise UnsupportedArchitecture(
+            f"{where}: DeepLabCut multi-animal networks are not supported ({', '.join(multi)}); "
+            "single-animal ResNet models and pose-tensorflow models are"
+        )
+    depth = int(match.group(1))
+    scope = f"resnet_v1_{depth}"
+    names = ckpt.names()
+    if f"{scope}/conv1/weights" not in ckpt:
+        scopes = sorted({n.split("/")[0] for n in names})
+        raise WeightsMismatch(
+            f"{where}: no {scope}/conv1/weights for net_type {net_type!r}; top-level scopes "
+            f"in the checkpoint: {scopes[:8]}"
+        )
+    units = []
+    for block in range(1, 5):
+        pattern = re.compile(rf"{scope}/block{block}/unit_(\d+)/")
+        found = {int(m.group(1)) for n in names if (m := pattern.match(n))}
+        units.append(max(found) if found else 0)
+    expected = STANDARD_UNITS.get(depth)
+    if expected is not None and tuple(units) != expected:
+        missing = [
+            f"{scope}/block{b + 1}/unit_{u + 1}/bottleneck_v1/conv1/weights"
+            for b, n in enumerate(expected)
+            for u in range(units[b], n)
+        ]
+        extra = [
+            f"{scope}/block{b + 1}/unit_{u + 1}" for b, n in enumerate(units) for u in range(
+                expected[b], n)
+        ]
+        raise WeightsMismatch(
+            f"{where}: {scope} has units {expected}, the checkpoint {tuple(units)}: missing "
+            f"{missing[:5]} ({len(missing)}), unexpected {extra[:5]} ({len(extra)})"
+        )
+    if expected is None and (min(units) < 1 or 3 * sum(units) + 2 != depth):
+        raise WeightsMismatch(
+            f"{where}: units {tuple(units)} do not make a {scope} (depth 3·units + 2)"
+        )
+    shapes = ckpt.shapes()
+    widths = tuple(
+        shapes[f"{scope}/block{b + 1}/unit_1/bottleneck_v1/conv1/weights"][3] for b in range(4)
+    )
+    if "pose/part_pred/block4/weights" in ckpt:
+        naming = "slim"
+    elif "pose/part_pred/part_pred/kernel" in ckpt:
+        naming = "keras"
+    else:
+        raise WeightsMismatch(
+            f"{where}: no part detection head (pose/part_pred/block4/weights or "
+            "pose/part_pred/part_pred/kernel)"
+        )
+    num_parts = int(cfg.get("num_joints", 0))
+    intermediate = None
+    if cfg.get("intermediate_supervision"):
+        intermediate = int(cfg.get("intermediate_supervision_layer", 12))
+    try:
+        config = TFSlimPoseConfig(
+            depth=depth,
+            units=tuple(units),
+            root_width=shapes[f"{scope}/conv1/weights"][3],
+            bottleneck_widths=widths,
+            num_parts=num_parts,
+            locref=bool(cfg.get("location_refinement", False)),
+            pairwise=bool(cfg.get("pairwise_predict", False)),
+            intermediate_unit=intermediate,
+            mean_pixel=tuple(cfg.get("mean_pixel") or MEAN_PIXEL),  # type: ignore[arg-type]
+            locref_std=float(cfg.get("locref_stdev", LOCREF_STDEV)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise UnsupportedArchitecture(f"{where}: {exc}") from exc
+    return config, naming, f"{scope}/conv1/BatchNorm/gamma" in ckpt
+
+
+def _is_slot(name: str) -> bool:
+    return name.rsplit("/", 1)[-1] in _SLOT_SUFFIXES
+
+
+def load_tf_weights(
+    net: TFSlimPoseNet, ckpt: TFCheckpoint, head_naming: str, bn_scale: bool, where: str
+) -> None:
+    """Copy a checkpoint's variables into ``net``, checking names and shapes both ways.
+
+    Variables of the trunk scope and of ``pose/`` must all be used (optimizer slots such as
+    ``.../Momentum`` aside); any other top-level variable (``global_step``) is ignored.
+
+    Raises:
+        WeightsMismatch: listing the first few missing, unexpected and wrongly shaped ones.
+    """
+    mapping = tf_variable_map(net.config, head_naming, bn_scale)
+    used = {tf_name for tf_name, _ in mapping.values()}
+    scope = net.config.scope
+    missing = sorted(n for n in used if n not in ckpt)
+    unexpected = sorted(
+        n
+        for n in ckpt.names()
+        if n.startswith((f"{scope}/", "pose/")) and n not in used and not _is_slot(n)
+    )
+    state = net.state_dict()
+    wrong, loaded = [], {}
+    for key, (tf_name, layout) in mapping.items():
+        if tf_name in missing:
+            continue
+        try:
+            array = layout(ckpt.read(tf_name))
+        except CheckpointFormatError as exc:
+            raise WeightsMismatch(f"{where}: {exc}") from exc
+        if tuple(array.shape) != tuple(state[key].shape):
+            wrong.append(f"{tf_name} {ckpt.entries[tf_name].shape}")
+            continue
+        loaded[key] = torch.from_numpy(np.ascontiguousarray(array, np.float32))
+    if missing or unexpected or wrong:
+        raise WeightsMismatch(
+            f"{where}: variables do not fit {scope} with {net.num_parts} parts: missing "
+            f"{missing[:5]} ({len(missing)}), unexpected {unexpected[:5]} ({len(unexpected)}), "
+            f"wrong shapes {wrong[:5]} ({len(wrong)})"
+        )
+    state.update(loaded)
+    net.load_state_dict(state)
+
+
+# ---------------------------------------------------------------------- skeleton, pairwise
+
+
+def skeleton_from_config(
+    cfg: dict[str, Any], project: dict[str, Any] | None = None
+) -> Skeleton:
+    """Part names, edges and stages of a pose config (and its DeepLabCut project config).
+
+    pose-tensorflow's MPII-14 and COCO-17 layouts become :data:`MPII14` / :data:`COCO17`;
+    otherwise parts are named from ``all_joints_names`` (a symmetric pair ``[a, b]`` of name
+    ``x`` becomes ``x1``, ``x2``, and a flip pair), edges come from the project's
+    ``skeleton``, and one stage holds every part.
+    """
+    num = int(cfg.get("num_joints", 0))
+    groups = [list(map(int, g)) for g in cfg.get("all_joints") or [[i] for i in range(num)]]
+    names = [str(n) for n in cfg.get("all_joints_names") or []]
+    if num == 14 and groups == _MPII_GROUPS:
+        return MPII14
+    if num == 17 and groups == _COCO_GROUPS:
+        return COCO17
+    if len(names) != len(groups) or sorted(i for g in groups for i in g) != list(range(num)):
+        raise CheckpointError(
+            f"all_joints {groups} and all_joints_names {names} do not name {num} joints"
+        )
+    parts = [""] * num
+    flips = []
+    for group, name in zip(groups, names, strict=True):
+        for k, joint in enumerate(group):
+            parts[joint] = name if len(group) == 1 else f"{name}{k + 1}"
+        if len(group) == 2:
+            flips.append((group[0], group[1]))
+    edges = []
+    for pair in (project or {}).get("skeleton") or []:
+        if len(pair) == 2 and pair[0] in parts and pair[1] in parts:
+            edges.append((parts.index(pair[0]), parts.index(pair[1])))
+    name = str((project or {}).get("Task") or cfg.get("dataset_type") or "imported")
+    return Skeleton(
+        name=name,
+        parts=tuple(parts),
+        edges=tuple(edges),
+        stages=(tuple(range(num)),),
+        flip_pairs=tuple(flips),
+    )
+
+
+def prior_pairwise_model(num_parts: int, offsets: bool) -> PairwiseModel:
+    """A hand-set pairwise model for networks that come without one in our feature set.
+
+    With pairwise regression (``offsets``), two candidates are the same person when each one's
+    regressed vector lands on the other and their predicted skeletons agree: log-odds
+    ``3 − 2.5·(fwd + bwd residual) − 2.5·consensus`` in units of the pair's predicted person
+    size. Without it (single-animal DeepLabCut, pose-tensorflow's single-person MPII model)
+    every pair is mildly attractive (log-odds 1) and within reach, so the best candidate of
+    each part forms one individual, as ``deeplabcut.analyze_videos``'s argmax does; a second
+    *confident* detection of a part (two parts of one individual are never the same part) can
+    still make a second individual, weak ones are dropped. Fit a real model with
+    ``deepercut train --pairwise-only`` where labelled images exist.
+    """
+    features = {name: i for i, name in enumerate(FEATURE_NAMES)}
+    weights = np.zeros((num_pair_classes(num_parts), len(FEATURE_NAMES)))
+    weights[:, features["bias"]] = 3.0 if offsets else 1.0
+    if offsets:
+        for name in ("fwd_residual", "bwd_residual", "consensus"):
+            weights[:, features[name]] = -2.5
+    mean, std = np.zeros(len(FEATURE_NAMES)), np.ones(len(FEATURE_NAMES))
+    # Without offsets every candidate's size floor is its scale: a huge floor puts every pair
+    # of the frame within max_distance_factor of each other.
+    min_scale = 4.0 if offsets else 1e5
+    return PairwiseModel(weights, mean, std, num_parts, min_scale=min_scale)
+
+
+def _pairwise_stats(
+    cfg: dict[str, Any], cfg_path: Path, num_parts: int
+) -> tuple[list[Any], list[Any]]:
+    """pose-tensorflow's ``pairwise_stats.mat`` as [P, P−1, 2] means and stds, × global_scale.
+
+    Raises:
+        CheckpointError: the file is missing or does not cover every ordered part pair.
+    """
+    import scipy.io
+
+    name = cfg.get("pairwise_stats_fn")
+    path = cfg_path.parent / str(name) if name else None
+    if path is None or not path.is_file():
+        raise CheckpointError(
+            f"{cfg_path}: pairwise_predict needs pairwise_stats_fn (not found: {path})"
+        )
+    stats = scipy.io.loadmat(path)
+    scale = float(cfg.get("global_scale", 1.0))
+    mean = np.zeros((num_parts, num_parts - 1, 2))
+    std = np.ones((num_parts, num_parts - 1, 2))
+    seen = set()
+    try:
+        for (a, b), m, s in zip(stats["graph"], stats["means"], stats["std_devs"], strict=True):
+            a, b = int(a), int(b)
+            q = b - int(a < b)  # the "own part skipped" index pose-tensorflow uses
+            mean[a, q], std[a, q] = np.asarray(m) * scale, np.asarray(s) * scale
+            seen.add((a, b))
+    except (KeyError, ValueError, IndexError) as exc:
+        raise CheckpointError(f"{path}: not pose-tensorflow pairwise statistics: {exc}") from exc
+    wanted = {(a, b) for a in range(num_parts) for b in range(num_parts) if a != b}
+    if seen != wanted:
+        raise CheckpointError(f"{path}: statistics miss part pairs {sorted(wanted - seen)[:5]}")
+    return mean.tolist(), std.tolist()
+
+
+# ---------------------------------------------------------------------- converters
+
+
+def convert_tf_model(
+    path: str | os.PathLike[str], input_hw: tuple[int, int] | None = None
+) -> Model:
+    """A pose-tensorflow model or a DeepLabCut 2.x project/train folder/snapshot as our Model.
+
+    Raises:
+        UnsupportedArchitecture: a network we do not reproduce.
+        WeightsMismatch: the checkpoint does not fit the network its config describes.
+        CheckpointError: missing or malformed configs.
+    """
+    if input_hw is not None and (input_hw[0] % 16 or input_hw[1] % 16 or min(input_hw) <= 0):
+        raise ValueError(f"input size must be positive multiples of 16, got {input_hw}")
+    path = Path(path)
+    kind = detect_source(path)
+    if kind not in ("pose-tensorflow", "dlc2"):
+        raise CheckpointError(f"{path} is not a pose-tensorflow or DeepLabCut 2.x model")
+    cfg_path, prefix, project_dir = _tf_files(path, kind)
+    cfg = read_yaml(cfg_path)
+    project = read_yaml(project_dir / "config.yaml") if project_dir is not None else None
+    where = str(prefix)
+    try:
+        ckpt = TFCheckpoint(prefix)
+    except CheckpointFormatError as exc:
+        raise CheckpointError(str(exc)) from exc
+    config, naming, bn_scale = _tf_architecture(cfg, ckpt, where)
+    if config.pairwise:
+        config.pairwise_mean, config.pairwise_std = _pairwise_stats(
+            cfg, cfg_path, config.num_parts
+        )
+    net = TFSlimPoseNet(config)
+    load_tf_weights(net, ckpt, naming, bn_scale, where)
+    net.eval()
+    skeleton = skeleton_from_config(cfg, project)
+    family = "deeplabcut2" if project is not None or "dataset_type" in cfg else "pose-tensorflow"
+    meta = {
+        "imported_from": {
+            "family": family,
+            "checkpoint": str(prefix.resolve()),
+            "config": str(cfg_path.resolve()),
+            "step": _snapshot_number(prefix),
+            "head_naming": naming,
+        },
+        "pairwise_model": "prior (deepercut.model.external.convert.prior_pairwise_model)",
+    }
+    pairwise = prior_pairwise_model(config.num_parts, offsets=config.pairwise)
+    return Model(
+        net,  # type: ignore[arg-type]  (same interface as DeeperCut)
+        skeleton,
+        input_hw or _project_input_hw(project) or DEFAULT_INPUT_HW,
+        pairwise_state(pairwise),
+        meta,
+    )
+
+
+def _project_input_hw(project: dict[str, Any] | None) -> tuple[int, int] | None:
+    """A DeepLabCut project's video size (its first ``video_sets`` crop ``x1, x2, y1, y2``)
+    rounded up to multiples of 16: DeepLabCut runs its network on whole frames, so letterboxing
+    into this keeps the scale it was trained at."""
+    for entry in ((project or {}).get("video_sets") or {}).values():
+        try:
+            x1, x2, y1, y2 = (int(float(v)) for v in str(entry["crop"]).split(","))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if x2 > x1 and y2 > y1:
+            return -(-(y2 - y1) // 16) * 16, -(-(x2 - x1) // 16) * 16
+    return None
+
+
+def _dlc3_files(path: Path) -> tuple[Path, Path]:
+    """``(snapshot .pt, pytorch_config.yaml)`` of a DeepLabCut 3 source."""
+    if path.is_dir() and (path / "config.yaml").is_file():
+        found = sorted(path.glob("dlc-models-pytorch/iteration-*/*/train/pytorch_config.yaml"))
+        if not found:
+            raise CheckpointError(f"{path}: no trained PyTorch model under dlc-models-pytorch")
+        path = found[-1].parent
+    folder = path if path.is_dir() else path.parent
+    config = folder / "pytorch_config.yaml"
+    if path.is_dir():
+        snapshots = sorted(folder.glob("snapshot-*.pt"))
+        if not snapshots:
+            raise CheckpointError(f"{folder}: no snapshot-*.pt")
+        path = max(snapshots, key=lambda p: (int(re.sub(r"\D", "", p.stem) or -1), p.name))
+    if not config.is_file():
+        raise CheckpointError(f"no pytorch_config.yaml beside {path}")
+    return path, config
+
+
+def describe_dlc3(path: str | os.PathLike[str]) -> str:
+    """The architecture of a DeepLabCut 3 model, as its ``pytorch_config.yaml`` states it."""
+    _, config_path = _dlc3_files(Path(path))
+    model = read_yaml(config_path).get("model") or {}
+    backbone = model.get("backbone") or {}
+    heads = model.get("heads") or {}
+    head_types = {name: (h or {}).get("type") for name, h in heads.items()}
+    return (
+        f"backbone {backbone.get('type')} {backbone.get('model_name', '')}".rstrip()
+        + f", heads {head_types}"
+    )
+
+
+def convert_dlc3_snapshot(path: str | os.PathLike[str]) -> Model:
+    """A DeepLabCut 3 PyTorch snapshot as our Model.
+
+    The snapshot is read with ``torch.load(weights_only=True)`` (no code runs) and its
+    architecture from ``pytorch_config.yaml``; no DeepLabCut 3 architecture is reproduced yet.
+
+    Raises:
+        CheckpointError: unreadable snapshot or config.
+        UnsupportedArchitecture: always, naming the architecture found.
+    """
+    snapshot, _ = _dlc3_files(Path(path))
+    try:
+        content = torch.load(snapshot, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unpickling failure: report it as a bad checkpoint
+        raise CheckpointError(f"{snapshot} is not a readable PyTorch snapshot: {exc}") from exc
+    if not isinstance(content, dict) or not isinstance(content.get("model"), dict):
+        raise CheckpointError(f"{snapshot} is not a DeepLabCut 3 snapshot (no 'model' state)")
+    raise UnsupportedArchitecture(
+        f"{snapshot}: DeepLabCut 3 model ({describe_dlc3(path)}) is not supported; "
+        "supported are pose-tensorflow models and DeepLabCut 2.x single-animal ResNet-50/101/152 "
+        "TensorFlow models"
+    )
+
+
+def convert(path: str | os.PathLike[str], input_hw: tuple[int, int] | None = None) -> Model:
+    """Convert any supported source (see the module docstring) to our Model."""
+    kind = detect_source(path)
+    if kind == "dlc3":
+        return convert_dlc3_snapshot(path)
+    if kind is None:
+        raise CheckpointError(
+            f"{path} is not a pose-tensorflow model, a DeepLabCut project or snapshot"
+        )
+    return convert_tf_model(path, input_hw)
+
+
+# ---------------------------------------------------------------------- cache
+
+
+def cache_dir() -> Path:
+    """Where converted models are cached: ``$DEEPERCUT_CACHE``, else
+    ``$XDG_CACHE_HOME/deepercut`` (``~/.cache/deepercut``), then ``imported/``."""
+    root = os.environ.get("DEEPERCUT_CACHE")
+    if root is None:
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        root = str(Path(xdg) / "deepercut")
+    return Path(root) / "imported"
+
+
+def source_key(path: str | os.PathLike[str]) -> str:
+    """A hex digest of everything a conversion of ``path`` reads: each file's name and SHA-256
+    (and the converter version), so an edited config or a new snapshot converts afresh."""
+    digest = hashlib.sha256(f"deepercut-import-v{CONVERTER_VERSION}".encode())
+    for file in source_files(path):
+        h = hashlib.sha256()
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        digest.update(f"{file.name}\0{h.hexdigest()}\0".encode())
+    return digest.hexdigest()[:32]
+
+
+def import_model(
+    path: str | os.PathLike[str],
+    *,
+    map_location: str | torch.device = "cpu",
+    cache: Path | None = None,
+    refresh: bool = False,
+) -> Model:
+    """A pose-tensorflow / DeepLabCut model as our Model, converted once and cached.
+
+    Args:
+        path: any source :func:`detect_source` recognises.
+        map_location: where the loaded tensors go.
+        cache: cache folder (default :func:`cache_dir`); an unwritable one only costs the
+            cache (logged), never the conversion.
+        refresh: convert again even when cached.
+    """
+    folder = cache or cache_dir()
+    cached = folder / f"{source_key(path)}.pt"
+    if cached.is_file() and not refresh:
+        return load_model(cached, map_location)
+    model = convert(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        save_model(cached, model)
+        log.info("converted %s, cached as %s", path, cached)
+    except OSError as exc:
+        log.warning("converted %s but could not cache it in %s: %s", path, folder, exc)
+    model.net.to(map_location)
+    return model
