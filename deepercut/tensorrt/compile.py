@@ -1,0 +1,478 @@
+"""The detector compiled for a GPU: torch-tensorrt, else ``torch.compile``, else eager.
+
+:func:`compile_detector` builds the fastest backend it can and falls back along
+``tensorrt → compile → eager`` with one log line saying what it chose and why:
+
+- ``tensorrt``: torch-tensorrt's dynamo path (``torch.export`` with a dynamic batch dimension
+  and a static H×W, since a dynamic H/W through the transposed-convolution + skip path is known
+  to fail), cached on disk (:mod:`deepercut.tensorrt.cache`) so the second start only loads it.
+- ``compile``: ``torch.compile`` (default mode ``reduce-overhead``: Inductor kernels replayed
+  as CUDA graphs), specialised to one batch size.
+- ``eager``: the network as it is (``fp32``), or a copy with frozen BatchNorm folded into the
+  convolutions, cast to FP16 and in channels-last layout (``fp16``).
+
+Every compiled variant runs on a deployment copy (:func:`prepare`): frozen BatchNorm folded
+into the preceding convolutions, cast to the precision, with the float32 → compute-dtype cast
+inside the graph, so callers always pass float32 images in [0, 1]. The caller's network is
+never modified. Imports only torch: usable on a GPU machine without PyAV, Ray or OR-Tools.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib.util
+import itertools
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from deepercut.model.net import DetectorOutput
+from deepercut.model.resnet import FrozenBatchNorm2d
+from deepercut.tensorrt.cache import EngineCache, EngineKey
+
+log = logging.getLogger(__name__)
+
+#: Backends :func:`compile_detector` accepts (``auto``: the best one the device allows).
+BACKENDS = ("auto", "tensorrt", "compile", "eager")
+#: Precisions it accepts.
+PRECISIONS = ("fp16", "fp32")
+_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
+#: Fallback order per requested backend.
+_CHAINS = {
+    "auto": ("tensorrt", "compile", "eager"),
+    "tensorrt": ("tensorrt", "compile", "eager"),
+    "compile": ("compile", "eager"),
+    "eager": ("eager",),
+}
+#: Output names, in the order :class:`InferenceNet` returns them.
+OUTPUT_NAMES = ("scmap", "locref", "pairwise", "intermediate")
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend cannot be built here (library missing, no GPU, no input size)."""
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold eval-mode BatchNorm into the convolution before it, in place.
+
+    Pairs are found by the torchvision naming the ResNet trunk uses: ``convK``/``bnK``
+    attributes of one module, and consecutive (conv, norm) entries of an ``nn.Sequential``
+    (the downsample branch). The norm becomes ``nn.Identity``; the convolution gets the
+    norm's scale in its weights and its shift as bias. Only for inference copies: a folded
+    network computes the same function but is no longer the trained parametrisation.
+    """
+    for parent in list(module.modules()):
+        for conv_name, norm_name in _conv_norm_pairs(parent):
+            conv, norm = getattr(parent, conv_name), getattr(parent, norm_name)
+            if isinstance(conv, nn.Conv2d) and isinstance(norm, FrozenBatchNorm2d | nn.BatchNorm2d):
+                _fold_into(conv, norm)
+                setattr(parent, norm_name, nn.Identity())
+    return module
+
+
+def _conv_norm_pairs(parent: nn.Module) -> list[tuple[str, str]]:
+    names = [name for name, _ in parent.named_children()]
+    if isinstance(parent, nn.Sequential):
+        return list(itertools.pairwise(names))
+    return [(n, "bn" + n[4:]) for n in names if n.startswith("conv") and "bn" + n[4:] in names]
+
+
+@torch.no_grad()
+def _fold_into(conv: nn.Conv2d, norm: nn.Module) -> None:
+    if isinstance(norm, nn.BatchNorm2d) and (norm.training or norm.running_var is None):
+        raise ValueError("only eval-mode BatchNorm with running statistics can be folded")
+    weight = norm.weight if norm.weight is not None else torch.ones_like(norm.running_var)
+    bias = norm.bias if norm.bias is not None else torch.zeros_like(norm.running_var)
+    # In float64, so folding adds no rounding of its own before any cast to FP16.
+    scale = weight.double() * (norm.running_var.double() + norm.eps).rsqrt()
+    shift = bias.double() - norm.running_mean.double() * scale
+    if conv.bias is not None:
+        shift = shift + conv.bias.double() * scale
+    dtype = conv.weight.dtype
+    conv.weight.copy_((conv.weight.double() * scale.view(-1, 1, 1, 1)).to(dtype))
+    conv.bias = nn.Parameter(shift.to(dtype), requires_grad=False)
+
+
+class InferenceNet(nn.Module):
+    """A detector as compilers and exporters take it.
+
+    Input: float32 [B, 3, H, W] in [0, 1], cast inside to the network's dtype and memory
+    format. Output: a plain tuple ``(scmap, locref, pairwise, intermediate)`` (no pairwise when
+    the network has no pairwise head), as TensorRT and ONNX want plain tensors;
+    :meth:`to_output` turns it back into a :class:`DetectorOutput`.
+    """
+
+    def __init__(
+        self, net: nn.Module, dtype: torch.dtype = torch.float32, channels_last: bool = False
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.dtype = dtype
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.has_pairwise = getattr(net, "pairwise_head", None) is not None
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Names of the returned tensors, in order."""
+        return OUTPUT_NAMES if self.has_pairwise else ("scmap", "locref", "intermediate")
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        out = self.net(images.to(dtype=self.dtype, memory_format=self.memory_format))
+        if self.has_pairwise:
+            return tuple(out)
+        return out.scmap, out.locref, out.intermediate
+
+    def to_output(self, outputs: tuple[Tensor, ...] | list[Tensor]) -> DetectorOutput:
+        """The tuple this module (or its compiled form) returned, as a :class:`DetectorOutput`."""
+        return as_detector_output(outputs, self.has_pairwise)
+
+
+def as_detector_output(
+    outputs: tuple[Tensor, ...] | list[Tensor], has_pairwise: bool
+) -> DetectorOutput:
+    """An :class:`InferenceNet`'s tuple as a :class:`DetectorOutput` (an empty pairwise map
+    for networks without that head)."""
+    if has_pairwise:
+        return DetectorOutput(*outputs)
+    scmap, locref, intermediate = outputs
+    b, _, h, w = scmap.shape
+    return DetectorOutput(scmap, locref, scmap.new_zeros(b, 0, h, w), intermediate)
+
+
+def prepare(
+    net: nn.Module,
+    precision: str = "fp16",
+    channels_last: bool = True,
+    device: str | torch.device | None = None,
+) -> InferenceNet:
+    """A deployment copy of ``net``: eval mode, BatchNorm folded, cast to ``precision``, moved
+    to ``device`` (default: where ``net`` is), optionally channels-last. ``net`` is unchanged."""
+    _check_precision(precision)
+    device = torch.device(device) if device is not None else _device_of(net)
+    copied = fold_batchnorm(copy.deepcopy(net).eval())
+    copied = copied.to(device=device, dtype=_DTYPES[precision])
+    if channels_last:
+        copied = copied.to(memory_format=torch.channels_last)
+    for p in copied.parameters():
+        p.requires_grad_(False)
+    return InferenceNet(copied, _DTYPES[precision], channels_last).eval()
+
+
+@dataclass
+class CompiledDetector:
+    """A built detector backend: float32 images [B, 3, H, W] → :class:`DetectorOutput`.
+
+    Calls with a batch size the backend was not built for are padded (and split above the
+    largest size), so any batch works. Outputs may live in memory the next call reuses (CUDA
+    graphs), so use them before calling again.
+
+    Attributes:
+        backend: ``tensorrt``, ``compile`` or ``eager``.
+        precision: ``fp16`` or ``fp32``.
+        reason: why this backend was chosen (the fallbacks' errors, if any).
+        input_hw: the static H×W compiled backends are built for (``None``: any).
+        batch_range: (min, opt, max) batch sizes.
+        batch_sizes: ``None`` (any batch runs as is) or the sizes it runs without padding:
+            ``range(min, max + 1)`` for TensorRT, ``(opt,)`` for ``torch.compile``.
+        cache_path: the TensorRT engine file, when cached.
+        build_seconds: time spent building (or loading) the backend.
+    """
+
+    forward: Callable[[Tensor], Any]
+    backend: str
+    precision: str
+    reason: str
+    input_hw: tuple[int, int] | None
+    batch_range: tuple[int, int, int]
+    batch_sizes: range | tuple[int, ...] | None = None
+    cache_path: Path | None = None
+    build_seconds: float = 0.0
+    to_output: Callable[[Any], DetectorOutput] = field(default=lambda out: out, repr=False)
+
+    def __call__(self, images: Tensor) -> DetectorOutput:
+        if self.batch_sizes is None or images.shape[0] in self.batch_sizes:
+            return self.to_output(self.forward(images))
+        largest = max(self.batch_sizes)
+        chunks = images.split(largest)
+        parts = []
+        for chunk in chunks:
+            n = chunk.shape[0]
+            size = min(s for s in self.batch_sizes if s >= n)
+            if size > n:  # pad with copies of the last image; their outputs are dropped
+                chunk = torch.cat([chunk, chunk[-1:].expand(size - n, *chunk.shape[1:])])
+            out = self.to_output(self.forward(chunk))
+            # Several chunks: copy, as a CUDA-graph replay overwrites the previous outputs.
+            parts.append([t[:n].clone() if len(chunks) > 1 else t[:n] for t in out])
+        if len(parts) == 1:
+            return DetectorOutput(*parts[0])
+        return DetectorOutput(*(torch.cat(ts) for ts in zip(*parts, strict=True)))
+
+
+def compile_detector(
+    model: nn.Module,
+    input_hw: tuple[int, int] | None,
+    batch_range: tuple[int, int, int] | int = (1, 8, 32),
+    precision: str = "fp16",
+    backend: str = "auto",
+    *,
+    device: str | torch.device | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    compile_mode: str = "reduce-overhead",
+    channels_last: bool = True,
+) -> CompiledDetector:
+    """The detector on the best available backend, falling back ``tensorrt → compile → eager``.
+
+    Args:
+        model: a :class:`~deepercut.model.net.DeeperCut` (or a loaded ``Model``: its ``net``).
+        input_hw: static input H×W, multiples of 16; compiled backends need it (``None``
+            leaves only ``eager``).
+        batch_range: (min, opt, max) batch sizes, or one size. TensorRT gets a dynamic batch
+            over the range, optimised for ``opt``; ``torch.compile`` is specialised to ``opt``.
+        precision: ``fp16`` (cast inside the graph) or ``fp32``.
+        backend: ``auto`` (eager on CPU, else the whole chain), ``tensorrt``, ``compile`` or
+            ``eager``; a failing backend falls back to the next one.
+        device: where it runs (default: where the network is).
+        cache_dir: TensorRT engine cache (default ``$DEEPERCUT_CACHE`` or
+            ``~/.cache/deepercut/engines``).
+        compile_mode: ``torch.compile`` mode (``reduce-overhead``: CUDA graphs;
+            ``max-autotune``: also benchmark kernel choices, minutes per shape; ``default``).
+            Modes with CUDA graphs must run in the thread that built them (pytorch#123177).
+        channels_last: channels-last layout for ``compile`` and FP16 ``eager``.
+
+    Returns:
+        The built detector; its ``backend`` and ``reason`` say what was chosen and why (also
+        logged as one line).
+    """
+    net: nn.Module = getattr(model, "net", model)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    _check_precision(precision)
+    bounds = _batch_range(batch_range)
+    if input_hw is not None:
+        input_hw = (int(input_hw[0]), int(input_hw[1]))
+        if input_hw[0] % 16 or input_hw[1] % 16 or min(input_hw) <= 0:
+            raise ValueError(f"input H×W must be positive multiples of 16, got {input_hw}")
+    device = torch.device(device) if device is not None else _device_of(net)
+    if backend == "auto" and device.type != "cuda":
+        chain, note = ("eager",), "auto on CPU: compilation rarely pays off there"
+    else:
+        chain, note = _CHAINS[backend], "requested" if backend != "auto" else "auto on CUDA"
+    spec = _Spec(net, input_hw, bounds, precision, device, cache_dir, compile_mode, channels_last)
+    skipped: list[str] = []
+    for candidate in chain:
+        started = time.perf_counter()
+        try:
+            built = _BUILDERS[candidate](spec)
+        except Exception as exc:  # unavailable or failed to build: try the next one
+            if candidate == "eager":
+                raise
+            skipped.append(f"{candidate} unavailable: {_first_line(exc)}")
+            continue
+        built.build_seconds = time.perf_counter() - started
+        built.reason = "; ".join(skipped) if skipped else note
+        log.info(
+            "detector backend: %s %s (%s)%s",
+            built.backend,
+            built.precision,
+            built.reason,
+            f", engine {built.cache_path}" if built.cache_path else "",
+        )
+        return built
+    raise AssertionError("unreachable: eager never falls through")
+
+
+@dataclass(frozen=True)
+class _Spec:
+    net: nn.Module
+    input_hw: tuple[int, int] | None
+    batch_range: tuple[int, int, int]
+    precision: str
+    device: torch.device
+    cache_dir: str | os.PathLike[str] | None
+    compile_mode: str
+    channels_last: bool
+
+    def example(self, batch: int) -> Tensor:
+        if self.input_hw is None:
+            raise BackendUnavailable("compiled backends need a static input H×W")
+        # Under inference mode, like the real batches: compiled graphs specialise on it.
+        with torch.inference_mode():
+            return torch.rand(batch, 3, *self.input_hw, device=self.device)
+
+
+def _build_eager(spec: _Spec) -> CompiledDetector:
+    if spec.precision == "fp32":  # the baseline: the network exactly as given
+        net = spec.net.to(spec.device).eval()
+        return CompiledDetector(net, "eager", "fp32", "", spec.input_hw, spec.batch_range)
+    prepared = prepare(spec.net, spec.precision, spec.channels_last, spec.device)
+    return CompiledDetector(
+        prepared,
+        "eager",
+        spec.precision,
+        "",
+        spec.input_hw,
+        spec.batch_range,
+        to_output=prepared.to_output,
+    )
+
+
+def _build_compile(spec: _Spec) -> CompiledDetector:
+    opt = spec.batch_range[1]
+    example = spec.example(opt)
+    prepared = prepare(spec.net, spec.precision, spec.channels_last, spec.device)
+    compiled = torch.compile(prepared, mode=spec.compile_mode, dynamic=False)
+
+    def forward(images: Tensor) -> tuple[Tensor, ...]:
+        # Each call is a new step: CUDA-graph trees may then reuse the previous outputs' memory
+        # (callers use outputs before calling again, see CompiledDetector).
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(images)
+
+    with torch.inference_mode():
+        for _ in range(3):  # CUDA graphs warm up, then record: all before the first frame
+            forward(example)
+    return CompiledDetector(
+        forward,
+        "compile",
+        spec.precision,
+        "",
+        spec.input_hw,
+        spec.batch_range,
+        batch_sizes=(opt,),
+        to_output=prepared.to_output,
+    )
+
+
+def require_tensorrt(device: torch.device) -> None:
+    """Raise :class:`BackendUnavailable` unless torch-tensorrt can run on ``device``."""
+    if importlib.util.find_spec("torch_tensorrt") is None:
+        raise BackendUnavailable("torch_tensorrt is not installed (pip install -e '.[gpu]')")
+    if device.type != "cuda":
+        raise BackendUnavailable("TensorRT needs a CUDA device")
+
+
+def _build_tensorrt(spec: _Spec) -> CompiledDetector:
+    require_tensorrt(spec.device)
+    lo, opt, hi = spec.batch_range
+    import torch_tensorrt  # noqa: F401  (registers TensorRT's runtime ops: loading needs them)
+
+    if spec.input_hw is None:
+        raise BackendUnavailable("compiled backends need a static input H×W")
+    key = EngineKey.of(spec.net, spec.input_hw, spec.batch_range, spec.precision, spec.device)
+    cache = EngineCache(spec.cache_dir)
+    path = cache.lookup(key)
+    if path is not None:
+        module = torch.export.load(str(path)).module()
+    else:
+        prepared = prepare(spec.net, spec.precision, channels_last=False, device=spec.device)
+        module, path = build_tensorrt_module(prepared, spec.input_hw, spec.batch_range, cache, key)
+        del prepared  # the engine holds its own weights
+    has_pairwise = getattr(spec.net, "pairwise_head", None) is not None
+    with torch.inference_mode():
+        for batch in sorted({lo, opt, hi}):  # the whole batch range works, not just one size
+            module(spec.example(batch))
+    return CompiledDetector(
+        module,
+        "tensorrt",
+        spec.precision,
+        "",
+        spec.input_hw,
+        spec.batch_range,
+        batch_sizes=range(lo, hi + 1),
+        cache_path=path,
+        to_output=functools.partial(as_detector_output, has_pairwise=has_pairwise),
+    )
+
+
+def build_tensorrt_module(
+    prepared: InferenceNet,
+    input_hw: tuple[int, int],
+    batch_range: tuple[int, int, int],
+    cache: EngineCache | None = None,
+    key: EngineKey | None = None,
+    path: Path | None = None,
+) -> tuple[nn.Module, Path | None]:
+    """Compile a prepared network with torch-tensorrt (dynamo IR, dynamic batch, static H×W)
+    and save it as an ExportedProgram to ``path`` or into ``cache`` under ``key``.
+
+    Returns the compiled module and where it was saved (``None`` when saving failed: the
+    module still works, the next start just builds again).
+    """
+    import torch_tensorrt
+
+    lo, opt, hi = batch_range
+    device = _device_of(prepared)
+    # torch.export specialises a dimension of size 1, so a dynamic batch is traced with >= 2.
+    traced = opt if opt >= 2 or lo == hi else 2
+    with torch.inference_mode():
+        example = torch.rand(traced, 3, *input_hw, device=device)
+    dynamic = {"images": {0: torch.export.Dim("batch", min=lo, max=hi)}} if hi > lo else None
+    program = torch.export.export(prepared, (example,), dynamic_shapes=dynamic, strict=False)
+    spec = torch_tensorrt.Input(
+        min_shape=(lo, 3, *input_hw),
+        opt_shape=(opt, 3, *input_hw),
+        max_shape=(hi, 3, *input_hw),
+        dtype=torch.float32,
+    )
+    module = torch_tensorrt.dynamo.compile(program, inputs=[spec])
+    if path is None and (cache is None or key is None):
+        raise ValueError("give either a path or a cache and its key")
+    saved: Path | None = None
+    try:
+        target = path if path is not None else cache.staging_path(key)
+        torch_tensorrt.save(
+            module,
+            str(target),
+            output_format="exported_program",
+            arg_inputs=[example],
+            dynamic_shapes=dynamic,
+        )
+        saved = target if path is not None else cache.commit(key, target)
+    except Exception as exc:  # a working engine that could not be saved is still an engine
+        if path is not None:
+            raise
+        log.warning("TensorRT engine built but not cached: %s", _first_line(exc))
+    return module, saved
+
+
+_BUILDERS: dict[str, Callable[[_Spec], CompiledDetector]] = {
+    "tensorrt": _build_tensorrt,
+    "compile": _build_compile,
+    "eager": _build_eager,
+}
+
+
+def _batch_range(value: tuple[int, int, int] | int) -> tuple[int, int, int]:
+    bounds = (value, value, value) if isinstance(value, int) else tuple(int(v) for v in value)
+    if len(bounds) != 3 or not 1 <= bounds[0] <= bounds[1] <= bounds[2]:
+        raise ValueError(
+            f"batch_range must be (min, opt, max) with 1 <= min <= opt <= max, got {value!r}"
+        )
+    return bounds  # type: ignore[return-value]
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+
+
+def _device_of(net: nn.Module) -> torch.device:
+    for tensor in net.parameters():
+        return tensor.device
+    for tensor in net.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
