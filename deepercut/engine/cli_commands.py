@@ -1,6 +1,14 @@
 """The subcommands of ``deepercut``, each a module with a ``register(subparsers)`` function."""
 
-from deepercut.engine import cli_convert, cli_eval, cli_run, cli_synth, cli_train
+from deepercut.engine import (
+    cli_convert,
+    cli_eval,
+    cli_export,
+    cli_import,
+    cli_run,
+    cli_synth,
+    cli_train,
+)
 
 REGISTRY = [
     cli_train.register,
@@ -8,4 +16,6 @@ REGISTRY = [
     cli_synth.register,
     cli_convert.register,
     cli_run.register,
+    cli_export.register,
+    cli_import.register,
 ]
