@@ -6,6 +6,12 @@ under overload, and those get no record). ``--render`` writes an overlay video a
 frame rate with exactly one frame per delivered frame (a frame dropped in live mode shows the
 previous one again). Progress: a bar for files, a status line (fps, latency, drops) for live
 sources; a summary at the end.
+
+Identities: every person gets a ``track_id`` from the online tracker (−1 with ``--no-track``,
+and by default for an image folder), or, with ``--temporal K``, from a temporal multicut that
+solves each frame jointly with the people of the previous K frames (in this process, in frame
+order). ``--smooth`` low-passes tracked keypoints with a One-Euro filter (for live display; off
+by default).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from deepercut.engine.backend import BACKENDS
 from deepercut.engine.cli_args import parse_hw
 from deepercut.engine.pipeline import Engine, FrameResult, source_queue_size
 from deepercut.engine.sinks import PoseWriter, TcpSink, make_header
+from deepercut.engine.smoothing import OneEuroConfig
 from deepercut.engine.sources import Source, open_source
 from deepercut.skeleton import Skeleton
 from deepercut.solvers import METHODS
@@ -93,6 +100,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stop", type=int, default=None, help="frame index to stop before")
     p.add_argument("--stride", type=int, default=1, help="every N-th frame")
     p.add_argument("--max-frames", type=int, default=None, help="at most N frames")
+    p.add_argument(
+        "--track",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="stable person ids across frames with the online tracker (default: on, but off "
+        "for an image folder, whose images are usually unrelated)",
+    )
+    p.add_argument(
+        "--temporal",
+        type=int,
+        default=0,
+        metavar="K",
+        help="decide ids in the solve: temporal multicut with the previous K frames' people "
+        "(solved in this process, in frame order; replaces the online tracker)",
+    )
+    p.add_argument("--temporal-model", default=None, help="temporal cost model (.npz)")
+    p.add_argument(
+        "--smooth",
+        type=float,
+        nargs="?",
+        const=1.0,
+        default=None,
+        metavar="MIN_CUTOFF",
+        help="One-Euro smoothing of tracked keypoints (cut-off at rest in Hz, default 1.0)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress and no summary")
     p.set_defaults(func=run)
 
@@ -135,14 +167,19 @@ def run(args: argparse.Namespace) -> int:
                 time_limit=args.time_limit,
                 max_in_flight=args.max_in_flight,
                 detector_actors=args.detector_actors,
+                track=args.track if args.track is not None else not os.path.isdir(args.source),
+                smooth=_smoothing(args.smooth, source.fps),
+                temporal=args.temporal,
+                temporal_model=args.temporal_model,
             )
         )
         detector = f"{engine.backend} ({engine.backend_reason}) on {engine.device}"
         if args.detector_actors:
             detector = f"{args.detector_actors} Ray actors for files, else {detector}"
+        ids = engine.tracking_info()["mode"]
         say(
             f"source: {source!r}; detector: {detector}; solver: {args.solver}, "
-            f"{_workers_text(args.workers)}"
+            f"{_workers_text(0 if args.temporal else args.workers)}; ids: {ids}"
         )
         header = make_header(
             engine.skeleton, source=_source_info(source, args), model=engine.info()
@@ -194,6 +231,15 @@ def run(args: argparse.Namespace) -> int:
         if renderer is not None:
             say(f"wrote {renderer.frames} frames to {args.render}")
     return 0
+
+
+def _smoothing(min_cutoff: float | None, fps: float) -> OneEuroConfig | bool:
+    if min_cutoff is None:
+        return False
+    if not min_cutoff > 0:
+        raise ValueError(f"--smooth needs a positive cut-off in Hz, got {min_cutoff}")
+    rate = fps if math.isfinite(fps) and fps > 0 else 25.0
+    return OneEuroConfig(min_cutoff=min_cutoff, fps=rate)
 
 
 def _printer(quiet: bool) -> Callable[[str], None]:

@@ -21,11 +21,22 @@ Modes: in *file mode* nothing is dropped: a slow solver stage blocks the driver,
 reading, and the source's decoder waits. In *live mode* (cameras, streams, ``realtime`` files)
 the source drops its oldest queued frame when the driver falls behind, and the pool drops its
 oldest pending frame when the solvers fall behind; both are counted in :class:`EngineStats`.
+
+Identities: the solved frames leave the pool in frame order and only then go through the
+online tracker (:mod:`deepercut.engine.tracking`, ``track``) and the optional One-Euro smoother
+(:mod:`deepercut.engine.smoothing`, ``smooth``), in the caller's thread, so track ids are the
+same whatever order the workers finished in. ``temporal=K`` instead decides identities inside
+the solve (:mod:`deepercut.solvers.temporal`): each frame's multicut links its candidates to
+the people of the previous ``K`` frames, so a frame's solve needs its predecessor's result.
+That solve runs in the driver, in frame order (the pool in-process, ``workers`` then only
+sizes a Ray for detector actors): solving is serialised, which caps throughput at one solve
+at a time (see ``benchmarks/results/tracking.md`` for its cost per frame).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import queue
@@ -44,10 +55,13 @@ from deepercut.engine.assemble import DEFAULT_MIN_PARTS
 from deepercut.engine.backend import NetworkDetector
 from deepercut.engine.frame_solver import FrameSolver
 from deepercut.engine.pool import PoolStats, Result, SolverPool, connect_ray
+from deepercut.engine.smoothing import OneEuroConfig, OneEuroSmoother
 from deepercut.engine.sources import open_source
+from deepercut.engine.tracking import PoseTracker, TrackerConfig
 
 if TYPE_CHECKING:
     from deepercut.engine.sharded import ShardedDetector
+    from deepercut.model.temporal import TemporalModel
 from deepercut.model.candidates import CandidateParams
 from deepercut.model.io import Model, load_model
 from deepercut.types import Candidates, Frame, Poses
@@ -257,6 +271,16 @@ class Engine:
         chunk_frames: about this many frames per detector actor chunk.
         log_to_driver: show the Ray actors' output.
         ray_init_kwargs: extra ``ray.init`` arguments (e.g. a ``runtime_env`` for a cluster).
+        track: give people a ``track_id`` with the online tracker (a :class:`TrackerConfig`
+            for its settings); ``False``: ids stay −1.
+        smooth: One-Euro smoothing of tracked keypoints (an :class:`OneEuroConfig` for its
+            settings); off by default.
+        temporal: ``K > 0``: temporal multicut over the previous ``K`` frames' people instead
+            of the online tracker (solved in the driver, in frame order; see the module
+            docstring).
+        temporal_model: the temporal cost model (a
+            :class:`~deepercut.model.temporal.TemporalModel` or an ``.npz`` path); default:
+            the bundled one.
     """
 
     def __init__(
@@ -284,6 +308,10 @@ class Engine:
         chunk_frames: int = 64,
         log_to_driver: bool = False,
         ray_init_kwargs: dict[str, Any] | None = None,
+        track: bool | TrackerConfig = True,
+        smooth: bool | OneEuroConfig = False,
+        temporal: int = 0,
+        temporal_model: TemporalModel | str | os.PathLike[str] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -303,10 +331,28 @@ class Engine:
             max_candidates=max_candidates,
             min_parts=min_parts,
         )
+        if temporal < 0:
+            raise ValueError(f"temporal must be >= 0 frames, got {temporal}")
+        self.temporal = temporal
+        self._solve_fn: Any = self.frame_solver
+        if temporal:
+            from deepercut.solvers.temporal import TemporalFrameSolver
+
+            self._solve_fn = TemporalFrameSolver(self.frame_solver, temporal, temporal_model)
+        self.tracker_config = (
+            None
+            if temporal or track is False
+            else (track if isinstance(track, TrackerConfig) else TrackerConfig())
+        )
+        self.smooth_config = (
+            None
+            if smooth is False
+            else (smooth if isinstance(smooth, OneEuroConfig) else OneEuroConfig())
+        )
         self.batch_size = batch_size
         self.max_batch_wait = max_batch_wait
         self.live = live
-        self.workers = workers
+        self.workers = 0 if temporal else workers  # the temporal solve runs in the driver
         self.max_in_flight = max_in_flight
         self.detector_actors = detector_actors
         self._ray_args: dict[str, Any] = {
@@ -367,7 +413,7 @@ class Engine:
                 num_cpus=self.workers + self.detector_actors, **self._ray_args
             )
         self._pool = SolverPool(
-            self.frame_solver, workers=self.workers, max_in_flight=self.max_in_flight
+            self._solve_fn, workers=self.workers, max_in_flight=self.max_in_flight
         )
         if self.detector_actors:
             from deepercut.engine.sharded import ShardedDetector
@@ -406,8 +452,21 @@ class Engine:
             "time_limit": self.frame_solver.time_limit,
             "workers": self.workers,
             "detector_actors": self.detector_actors,
+            "tracking": self.tracking_info(),
             "meta": self.model.meta,
         }
+
+    def tracking_info(self) -> dict[str, Any]:
+        """How identities and smoothing are done, for stream headers."""
+        if self.temporal:
+            mode: dict[str, Any] = {"mode": "temporal", "frames": self.temporal}
+        elif self.tracker_config is not None:
+            mode = {"mode": "online", **self.tracker_config.to_dict()}
+        else:
+            mode = {"mode": "none"}
+        if self.smooth_config is not None:
+            mode["smoothing"] = {"one_euro": dataclasses.asdict(self.smooth_config)}
+        return mode
 
     # ------------------------------------------------------------------ running
 
@@ -480,6 +539,7 @@ class Engine:
             live = self.live if self.live is not None else bool(getattr(frames, "is_live", False))
             detected = self._detect_in_driver(frames, spec, live, keep_images)
         self.stats = stats = EngineStats()
+        identify = self._identities()
         timeline: deque[tuple[int, float, float, np.ndarray | None]] = deque()
         started = time.perf_counter()
         finished = False
@@ -488,6 +548,8 @@ class Engine:
             for index, poses in results:
                 frame_index, pts, received, image = timeline.popleft()
                 assert frame_index == index, "the pool hands frames back in order"
+                if poses is not None:
+                    poses = identify(poses)
                 now = time.perf_counter()
                 self._record(poses, getattr(frames, "stats", None), now - started)
                 if poses is not None:
@@ -522,6 +584,23 @@ class Engine:
             if not finished:
                 pool.discard()
             stats.wall_s = time.perf_counter() - started
+
+    def _identities(self) -> Callable[[Poses], Poses]:
+        """A fresh per-stream post-processing of ordered poses: tracker, then smoother."""
+        steps: list[Callable[[Poses], Poses]] = []
+        if self.temporal:
+            self._solve_fn.reset()
+        elif self.tracker_config is not None:
+            steps.append(PoseTracker(self.tracker_config).update)
+        if self.smooth_config is not None:
+            steps.append(OneEuroSmoother(self.smooth_config).update)
+
+        def apply(poses: Poses) -> Poses:
+            for step in steps:
+                poses = step(poses)
+            return poses
+
+        return apply
 
     def _detect_in_driver(
         self, frames: Iterable[Frame], owned: bool, live: bool, keep_images: bool
