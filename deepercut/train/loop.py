@@ -54,6 +54,8 @@ class TrainConfig:
     seed: int = 0
     stats_samples: int = 200
     checkpoint_every: int = 500
+    #: smallest positive radius (input px) of the scoremap targets; see ``make_targets``.
+    min_radius: float = 6.0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -128,7 +130,12 @@ def _batches(
         yield images.float().div_(255), samples
 
 
-def batch_targets(net: DeeperCut, samples: list[PoseSample], map_hw: tuple[int, int]) -> Targets:
+def batch_targets(
+    net: DeeperCut,
+    samples: list[PoseSample],
+    map_hw: tuple[int, int],
+    min_radius: float = 6.0,
+) -> Targets:
     """Targets for ``samples`` with the network's normalisation."""
     return make_targets(
         [torch.from_numpy(s.keypoints) for s in samples],
@@ -140,6 +147,7 @@ def batch_targets(net: DeeperCut, samples: list[PoseSample], map_hw: tuple[int, 
         net.config.locref_std,
         net.pairwise_mean,
         net.pairwise_std,
+        min_radius=min_radius,
     )
 
 
@@ -189,7 +197,7 @@ def train(
     try:
         for step in bar:
             images, samples = next(batches)
-            targets = batch_targets(net, samples, map_hw)
+            targets = batch_targets(net, samples, map_hw, config.min_radius)
             losses = compute_losses(net(images), targets, config)
             optimizer.zero_grad(set_to_none=True)
             losses.total.backward()

@@ -8,10 +8,11 @@ simulated candidates) calibrates the costs to its actual localisation and offset
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
+import numpy as np
 from tqdm import tqdm
 
-from deepercut.data.synthetic import SyntheticSample
 from deepercut.data.synthetic_candidates import assign_candidates_to_truth
 from deepercut.model.pairwise import PairwiseModel
 from deepercut.model.predict import Predictor
@@ -21,17 +22,29 @@ from deepercut.model.predict import Predictor
 PAIRWISE_SEED = 2_000_000
 
 
+class AnnotatedImage(Protocol):
+    """An image with its people: a ``SyntheticSample`` or a dataset's ``PoseSample``."""
+
+    image: np.ndarray  # uint8 [H, W, 3]
+    keypoints: np.ndarray  # [M, P, 2]
+    visible: np.ndarray  # bool [M, P]
+    heights: np.ndarray  # [M] person sizes (px): candidates match within 0.1 of them
+
+
 def fit_pairwise_on_detector(
     predictor: Predictor,
-    samples: Iterable[SyntheticSample],
+    samples: Iterable[AnnotatedImage],
     *,
     batch_size: int = 8,
     progress: bool = True,
     **fit_kwargs: float,
 ) -> PairwiseModel:
-    """Run the detector on ``samples``, label candidate pairs from the truth, fit the model."""
+    """Run the detector on ``samples``, label candidate pairs from the truth, fit the model.
+
+    Works for any skeleton: the model is fit for the predictor's own ``num_parts``.
+    """
     fit_data = []
-    batch: list[SyntheticSample] = []
+    batch: list[AnnotatedImage] = []
 
     def flush() -> None:
         for sample, cands in zip(batch, predictor([s.image for s in batch]), strict=True):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
+from deepercut.data.dataset import PoseDataset
 from deepercut.data.synthetic import generate_image
 from deepercut.train.augment import PoseSample
 
@@ -32,4 +36,102 @@ class SyntheticSource:
             visible=sample.visible,
             annotated=np.ones_like(sample.visible),
             heights=sample.heights,
+        )
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """Crops of annotated images around a random person, scale-normalised.
+
+    Each draw picks an image and one of its people, rescales the image so that person's size
+    (:meth:`PoseRecord.person_heights`) becomes ``target_height`` (``None``: native scale, as
+    for DeepLabCut's fixed-camera animals), and cuts an ``image_hw`` window placed so the
+    person's centre lands anywhere in the middle half of it. With probability
+    ``background_prob`` (and for images with nobody labelled) the window is placed uniformly at
+    random instead, so the detector also sees the scene away from the subjects. Every labelled
+    person inside the window is annotated; joints outside it stop being visible. Decoded images
+    come from the dataset's cache.
+    """
+
+    dataset: PoseDataset
+    image_hw: tuple[int, int] = (288, 288)
+    target_height: float | None = None
+    background_prob: float = 0.0
+    scale_range: tuple[float, float] = (0.1, 10.0)
+
+    def __post_init__(self) -> None:
+        if len(self.dataset) == 0:
+            raise ValueError(f"dataset {self.dataset.name!r} has no images to train on")
+
+    def __call__(self, rng: np.random.Generator) -> PoseSample:
+        i = int(rng.integers(len(self.dataset)))
+        record = self.dataset[i]
+        image = self.dataset.image(i)
+        h, w = image.shape[:2]
+        oh, ow = self.image_hw
+        heights = record.person_heights()
+        people = np.flatnonzero(record.labelled.any(1))
+        if len(people) and rng.random() >= self.background_prob:
+            m = int(rng.choice(people))
+            scale = 1.0
+            if self.target_height is not None:
+                scale = float(np.clip(self.target_height / heights[m], *self.scale_range))
+            jitter = rng.uniform(-0.25, 0.25, 2) * np.array([ow, oh]) / scale
+            centre = record.center()[m] + jitter
+        else:
+            scale = 1.0
+            if self.target_height is not None and len(heights):
+                scale = float(np.clip(self.target_height / np.median(heights), *self.scale_range))
+            centre = rng.uniform(0, 1, 2) * np.array([w - 1, h - 1])
+        crop = crop_image(image, centre, scale, self.image_hw)
+        out_centre = np.array([(ow - 1) / 2, (oh - 1) / 2])
+        kp = (record.keypoints[..., :2] - centre) * scale + out_centre
+        inside = (
+            (kp[..., 0] >= 0) & (kp[..., 0] <= ow - 1) & (kp[..., 1] >= 0) & (kp[..., 1] <= oh - 1)
+        )
+        return PoseSample(
+            image=crop,
+            keypoints=kp.astype(np.float32),
+            visible=record.visible & inside,
+            annotated=record.labelled.copy(),
+            heights=(heights * scale).astype(np.float32),
+        )
+
+
+def crop_image(
+    image: np.ndarray, centre: np.ndarray, scale: float, out_hw: tuple[int, int]
+) -> np.ndarray:
+    """The ``out_hw`` window of ``image`` rescaled by ``scale`` around ``centre`` (input px),
+    which lands on the output's centre; outside the image is black. Bilinear."""
+    h, w = image.shape[:2]
+    oh, ow = out_hw
+    # Only the part of the image under the window is converted and resampled.
+    half = np.array([ow, oh]) / (2 * scale) + 2
+    x0, y0 = np.floor(np.maximum(centre - half, 0)).astype(int)
+    x1, y1 = np.ceil(np.minimum(centre + half, [w - 1, h - 1])).astype(int)
+    if x1 < x0 or y1 < y0:  # the window misses the image entirely
+        return np.zeros((oh, ow, 3), np.uint8)
+    patch = torch.from_numpy(np.ascontiguousarray(image[y0 : y1 + 1, x0 : x1 + 1]))
+    patch = patch.permute(2, 0, 1).float()[None]
+    ph, pw = patch.shape[2:]
+    # Output pixel (u, v) ↔ input (cx + (u − (ow−1)/2)/scale, ...), in the patch's normalised
+    # coordinates (align_corners=True: ±1 are the border pixel centres).
+    u = (torch.arange(ow, dtype=torch.float64) - (ow - 1) / 2) / scale + centre[0] - x0
+    v = (torch.arange(oh, dtype=torch.float64) - (oh - 1) / 2) / scale + centre[1] - y0
+    gx = (2 * u / max(pw - 1, 1) - 1).float()
+    gy = (2 * v / max(ph - 1, 1) - 1).float()
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1)[None]
+    out = F.grid_sample(patch, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out[0].round_().clamp_(0, 255).byte().permute(1, 2, 0).numpy()
+
+
+def dataset_samples(dataset: PoseDataset) -> Iterator[PoseSample]:
+    """Every image of ``dataset`` whole, at native scale (for fitting and evaluation)."""
+    for i, record in enumerate(dataset.records):
+        yield PoseSample(
+            image=dataset.image(i),
+            keypoints=record.keypoints[..., :2].astype(np.float32),
+            visible=record.visible,
+            annotated=record.labelled,
+            heights=record.person_heights(),
         )

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepercut.data.coco import COCO17
 from deepercut.model.external.tf_checkpoint import CheckpointFormatError, TFCheckpoint
 from deepercut.model.external.tfslim_resnet import (
     LOCREF_STDEV,
@@ -67,36 +68,6 @@ class UnsupportedArchitecture(CheckpointError):
 class WeightsMismatch(CheckpointError):
     """A checkpoint whose variables do not match the network its config describes."""
 
-
-COCO17 = Skeleton(
-    name="coco17",
-    parts=(
-        "nose",
-        "left_eye",
-        "right_eye",
-        "left_ear",
-        "right_ear",
-        "left_shoulder",
-        "right_shoulder",
-        "left_elbow",
-        "right_elbow",
-        "left_wrist",
-        "right_wrist",
-        "left_hip",
-        "right_hip",
-        "left_knee",
-        "right_knee",
-        "left_ankle",
-        "right_ankle",
-    ),
-    edges=(
-        *((0, 1), (0, 2), (1, 3), (2, 4), (5, 6), (5, 7), (7, 9), (6, 8), (8, 10)),
-        *((5, 11), (6, 12), (11, 12), (11, 13), (13, 15), (12, 14), (14, 16)),
-    ),
-    # Head and shoulders → arms → legs, as DeeperCut's incremental stages for MPII.
-    stages=((0, 1, 2, 3, 4, 5, 6), (7, 8, 9, 10), (11, 12, 13, 14, 15, 16)),
-    flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
-)
 
 # pose-tensorflow's configs name symmetric joints once (``all_joints: [[0, 5], [1, 4], ...]``).
 _MPII_GROUPS = [[0, 5], [1, 4], [2, 3], [6, 11], [7, 10], [8, 9], [12], [13]]

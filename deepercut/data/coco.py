@@ -1,0 +1,112 @@
+"""COCO person keypoints (``person_keypoints_*.json``): 17 parts in COCO's own order.
+
+One record per image that has at least one non-crowd person annotation, ``image_id`` = COCO's
+id, one person per annotation (annotations without keypoints included, all visibility 0, as
+COCO's evaluation ignores them), with ``area`` and ``bbox`` for OKS. Crowd regions are left out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepercut.data.dataset import DatasetError, PoseDataset, PoseRecord
+from deepercut.skeleton import Skeleton
+
+COCO_PARTS = (
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+)
+
+#: COCO's 17-keypoint skeleton: the json's ``categories[0].skeleton``, 0-based.
+COCO17 = Skeleton(
+    name="coco17",
+    parts=COCO_PARTS,
+    edges=(
+        (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7),
+        (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+    ),
+    # DeeperCut's order, COCO's parts: {head, shoulders} → +{elbows, wrists} → +{legs}.
+    stages=((0, 1, 2, 3, 4, 5, 6), (7, 8, 9, 10), (11, 12, 13, 14, 15, 16)),
+    flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
+)
+
+
+def default_image_dir(json_path: Path) -> Path:
+    """Where COCO keeps the images of ``annotations/person_keypoints_<split>.json``."""
+    split = json_path.stem.rsplit("_", 1)[-1]  # e.g. val2017
+    for base in (json_path.parent, json_path.parent.parent):
+        if (base / split).is_dir():
+            return base / split
+    for name in ("val2017", "train2017", "images"):
+        for base in (json_path.parent, json_path.parent.parent):
+            if (base / name).is_dir():
+                return base / name
+    raise DatasetError(
+        f"{json_path}: no image folder found next to it ({split}/, val2017/, train2017/, "
+        "images/); pass it explicitly"
+    )
+
+
+def load_coco(json_path: str | Path, images: str | Path | None = None) -> PoseDataset:
+    """A COCO person-keypoints json as a :class:`PoseDataset` (images in ``images``)."""
+    json_path = Path(json_path)
+    try:
+        with open(json_path) as f:
+            data: dict[str, Any] = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{json_path}: not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
+        raise DatasetError(f"{json_path}: not a COCO annotation file (no images/annotations)")
+    image_dir = Path(images) if images is not None else default_image_dir(json_path)
+    person_ids = {c["id"] for c in data.get("categories", []) if c.get("name") == "person"}
+    if not person_ids:
+        person_ids = {1}
+    by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for ann in data["annotations"]:
+        if ann.get("category_id") in person_ids and not ann.get("iscrowd", 0):
+            by_image[int(ann["image_id"])].append(ann)
+    p = len(COCO_PARTS)
+    records = []
+    for info in data["images"]:
+        anns = by_image.get(int(info["id"]))
+        if not anns:
+            continue
+        kp = np.zeros((len(anns), p, 3), np.float32)
+        for m, ann in enumerate(anns):
+            values = ann.get("keypoints") or [0] * (3 * p)
+            if len(values) != 3 * p:
+                raise DatasetError(
+                    f"{json_path}: annotation {ann.get('id')} has {len(values)} keypoint values, "
+                    f"expected {3 * p}"
+                )
+            kp[m] = np.asarray(values, np.float32).reshape(p, 3)
+        records.append(
+            PoseRecord(
+                image_path=image_dir / info["file_name"],
+                image_id=int(info["id"]),
+                keypoints=kp,
+                area=np.array([float(a.get("area", 0.0)) for a in anns], np.float64),
+                bbox=np.array([a.get("bbox", [0, 0, 0, 0]) for a in anns], np.float64),
+            )
+        )
+    return PoseDataset(COCO17, records, f"coco:{json_path}")

@@ -1,0 +1,60 @@
+"""Leeds Sports Pose: ``joints.mat`` with one person per image, in MPII14's part order.
+
+LSP stores ``joints`` as 3×14×N (x, y, and a flag that is 1 for an *occluded* joint); LSP
+extended stores 14×3×N with the flag 1 for a *visible* joint. Both are read; every joint is
+labelled (LSP annotates occluded joints at their estimated position). Images are
+``im0001.jpg``… (``im00001.jpg``… for LSP extended) in ``images/`` next to the file;
+coordinates are MATLAB's 1-based pixels, stored 0-based.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from deepercut.data.dataset import OCCLUDED, VISIBLE, DatasetError, PoseDataset, PoseRecord
+from deepercut.skeleton import MPII14
+
+
+def _read_joints(mat_path: Path) -> np.ndarray | None:
+    import scipy.io
+
+    try:
+        mat = scipy.io.loadmat(mat_path)
+    except (ValueError, OSError, NotImplementedError) as exc:
+        raise DatasetError(f"{mat_path}: not a readable MATLAB file: {exc}") from exc
+    joints = mat.get("joints")
+    return joints if isinstance(joints, np.ndarray) and joints.ndim == 3 else None
+
+
+def is_lsp_mat(mat_path: str | Path) -> bool:
+    """Whether ``mat_path`` holds an LSP ``joints`` array (3×14×N or 14×3×N)."""
+    joints = _read_joints(Path(mat_path))
+    return joints is not None and joints.shape[:2] in ((3, 14), (14, 3))
+
+
+def load_lsp(mat_path: str | Path, images: str | Path | None = None) -> PoseDataset:
+    """LSP or LSP-extended ``joints.mat`` as a :class:`PoseDataset` (``image_id`` = index)."""
+    mat_path = Path(mat_path)
+    joints = _read_joints(mat_path)
+    if joints is None:
+        raise DatasetError(f"{mat_path}: no 3-D 'joints' array (not an LSP joints.mat)")
+    if joints.shape[:2] == (3, 14):  # LSP: flag = occluded
+        xy = joints[:2].transpose(2, 1, 0)
+        visible = joints[2].T == 0
+        digits = 4
+    elif joints.shape[:2] == (14, 3):  # LSP extended: flag = visible
+        xy = joints[:, :2].transpose(2, 0, 1)
+        visible = joints[:, 2].T != 0
+        digits = 5
+    else:
+        raise DatasetError(f"{mat_path}: joints shape {joints.shape} is not 3×14×N or 14×3×N")
+    image_dir = Path(images) if images is not None else mat_path.parent / "images"
+    records = []
+    for i in range(xy.shape[0]):
+        kp = np.zeros((1, MPII14.num_parts, 3), np.float32)
+        kp[0, :, :2] = xy[i] - 1
+        kp[0, :, 2] = np.where(visible[i], VISIBLE, OCCLUDED)
+        records.append(PoseRecord(image_dir / f"im{i + 1:0{digits}d}.jpg", i, kp))
+    return PoseDataset(MPII14, records, f"lsp:{mat_path}")
