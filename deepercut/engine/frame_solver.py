@@ -42,6 +42,12 @@ class FrameSolver:
     when no bound is known), ``ms`` (everything: problem, solve(s), assembly), ``method``,
     ``candidates`` (problem size), ``fallback`` (whether the fallback ran) and, on a fallback,
     ``used`` (the method whose answer was kept) and ``error`` (the exception, if any).
+
+    Candidates with a non-finite position, score or offset (a custom detector's bug, a broken
+    model) are dropped before the problem is built, as
+    :func:`~deepercut.model.candidates.extract_candidates` drops such cells, and counted in
+    ``Poses.solver["nonfinite"]`` (present only when non-zero): NaN costs would otherwise
+    reach the solvers and corrupt every person of the frame.
     """
 
     pairwise: PairwiseModel
@@ -73,6 +79,7 @@ class FrameSolver:
         """Solve one frame."""
         started = time.perf_counter()
         report: dict[str, Any] = {"method": self.method, "fallback": False}
+        candidates = _finite_only(candidates, report)
         if len(candidates) == 0:
             keypoints = np.full((0, self.num_parts, 3), np.nan, np.float32)
             report.update(status="optimal", gap=0.0, candidates=0)
@@ -120,6 +127,19 @@ class FrameSolver:
 
     def _run(self, problem: Problem, method: str) -> Solution:
         return solve(problem, method, time_limit=self.time_limit, skeleton=self.skeleton)
+
+
+def _finite_only(candidates: Candidates, report: dict[str, Any]) -> Candidates:
+    """The candidates whose every number is finite; the count dropped goes into ``report``."""
+    finite = (
+        np.isfinite(candidates.xy).all(axis=1)
+        & np.isfinite(candidates.score)
+        & np.isfinite(candidates.offsets).all(axis=(1, 2))
+    )
+    if finite.all():
+        return candidates
+    report["nonfinite"] = int((~finite).sum())
+    return candidates.select(np.flatnonzero(finite))
 
 
 def _finite_or_none(value: float) -> float | None:

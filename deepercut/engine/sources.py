@@ -27,8 +27,9 @@ few frames still inside the decoder's threads.
 
 Live sources that fail (read error, timeout, end of stream) are reopened with exponential
 backoff (:class:`Reconnect`); the frames the outage cost are estimated as fps × outage time
-(:attr:`SourceStats.lost_outage`) and timestamps are rebased so they keep increasing. A source
-that cannot be opened at all fails at :func:`open_source`.
+(:attr:`SourceStats.lost_outage`), the outage lasting from the start of the read that failed
+(a stalled input's wait for its timeout included) to the reopening, and timestamps are rebased
+so they keep increasing. A source that cannot be opened at all fails at :func:`open_source`.
 
 ``realtime=True`` plays a file or folder at its frame rate (or ``realtime=RATE`` frames per
 second) as a virtual camera in live mode: live code (dropping under overload, the camera
@@ -348,8 +349,11 @@ class _ContainerReader:
         self._from_pts = True  # the next frame's index comes from its timestamp
         self._last_pts = -math.inf
         self._offset = 0.0  # added to timestamps of a reopened stream
-        self._outage = math.nan  # seconds the last reconnection took (nan: none pending)
+        self._outage = math.nan  # seconds the last outage lasted (nan: none pending)
         self._wall0 = time.monotonic()
+        # When the last read began: a stalled input's outage starts there, not when the read
+        # finally times out (the frames of the wait are lost too).
+        self._read_began = self._wall0
         # Per session: time base, timestamp of pts 0, and whether gaps in the timestamps
         # advance the index (files only; live clocks jitter and restart).
         self._tb: Fraction | None = None
@@ -413,7 +417,7 @@ class _ContainerReader:
         assert self.reconnect is not None
         stats = out.stats
         stats.error(f"stream lost: {reason}")
-        began = time.monotonic()
+        began = self._read_began
         for attempt in range(self.reconnect.attempts):
             if out.closing.wait(self.reconnect.wait(attempt)):
                 return
@@ -477,6 +481,7 @@ class _ContainerReader:
         packets = container.demux(stream)
         while True:
             try:
+                self._read_began = time.monotonic()
                 packet = next(packets)  # the last one is a flush packet: nothing stays buffered
                 read_errors = 0
             except StopIteration:

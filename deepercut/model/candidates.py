@@ -191,14 +191,23 @@ def extract_candidate_tensors(
     k = min(params.top_k, n_cells)
     cap = min(params.max_per_part, k)
 
+    # A cell with any non-finite output (a broken model, an fp16 overflow) is no candidate: it
+    # is ranked below every finite cell and never valid, so one bad frame costs its detections
+    # and not the stream. Checked on the device, without a host synchronisation.
+    flat = probs.reshape(b, p, n_cells).float()
+    finite = flat.isfinite() & locref.reshape(b, p, 2, n_cells).isfinite().all(dim=2)
+    if pairwise is not None:
+        finite &= pairwise.reshape(b, p, 2 * p, n_cells).isfinite().all(dim=2)
+    flat = flat.masked_fill(~finite, -1.0)
+
     # Top-k cells per part, ordered by (score desc, cell index asc) so ties break the same way
     # on every device: sort the top-k by cell, then stable-sort by score.
-    score, cell = torch.topk(probs.reshape(b, p, n_cells).float(), k, dim=-1)
+    score, cell = torch.topk(flat, k, dim=-1)
     cell, order = cell.sort(dim=-1)
     score = score.gather(-1, order)
     score, order = score.sort(dim=-1, descending=True, stable=True)
     cell = cell.gather(-1, order)
-    valid = score >= params.min_score
+    valid = (score >= params.min_score) & finite.gather(-1, cell)
 
     # Location refinement before NMS: suppression compares refined positions.
     refine = _gather_cells(locref.reshape(b, p, 2, n_cells).float(), cell)
@@ -276,6 +285,11 @@ def extract_candidates(
        give two candidates, each at its own refined position; 0.9 and 0.3 give only A.
     5. Offsets: ``pairwise[b, p, :, :, i, j]`` at the candidate's cell (zeros when ``pairwise``
        is ``None``); the own-part entry is zero.
+
+    Non-finite outputs (NaN or ±inf, e.g. from a corrupt checkpoint or an fp16 overflow) are
+    dropped, not raised: a cell whose probability, refinement or any pairwise vector of its part
+    is non-finite never becomes a candidate (as if its probability were below ``min_score``), so
+    every returned value is finite and a damaged frame yields fewer (or no) candidates.
 
     Args:
         probs: [B, P, h, w] part probabilities (after the sigmoid).
