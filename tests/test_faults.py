@@ -235,12 +235,6 @@ def test_stream_that_stalls_disconnects_and_returns(tmp_path: Path, video, model
     assert results[first].pts - results[first - 1].pts > 1 / 25  # the outage is in the timeline
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Engine.run_frames drops the frames still being batched (and, with Ray workers, "
-    "those in the pool's window) when the source raises (deepercut/engine/pipeline.py, owned "
-    "by another helper): it should detect and solve them, hand them back, then re-raise",
-)
 def test_frames_received_before_a_source_gives_up_are_handed_back(
     video, model, tmp_path: Path
 ) -> None:

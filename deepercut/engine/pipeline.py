@@ -557,18 +557,24 @@ class Engine:
                 yield FrameResult(index, pts, poses, image, now - received)
                 stats.stage_s["write"] += time.perf_counter() - now
 
+        failure: Exception | None = None
         try:
             pool.reset(live)
             stats.pool = pool.stats
-            for batch in detected:
-                results: list[Result] = []
-                with self._timed("solve"):
-                    if not batch and pool.workers:  # idle: what the actors finished meanwhile
-                        results = pool.poll()
-                    for index, pts, received, image, candidates in batch:
-                        timeline.append((index, pts, received, image))
-                        results += pool.submit(index, pts, candidates)
-                yield from handed_back(results)
+            try:
+                for batch in detected:
+                    results: list[Result] = []
+                    with self._timed("solve"):
+                        if not batch and pool.workers:  # idle: what actors finished meanwhile
+                            results = pool.poll()
+                        for index, pts, received, image, candidates in batch:
+                            timeline.append((index, pts, received, image))
+                            results += pool.submit(index, pts, candidates)
+                    yield from handed_back(results)
+            except Exception as error:
+                # A source that gives up (or a failed detection) ends the stream, but the
+                # frames already in the pool are solved and handed back before the error.
+                failure = error
             drain = pool.drain()
             while True:
                 with self._timed("solve"):
@@ -577,6 +583,8 @@ class Engine:
                     break
                 yield from handed_back([result])
             finished = True
+            if failure is not None:
+                raise failure
         finally:
             detected.close()
             if spec and frames is not None:
@@ -671,7 +679,12 @@ class Engine:
         while True:
             wait = _POLL_S if not batch else min(_POLL_S, max(0.0, deadline - time.monotonic()))
             with self._timed("decode"):
-                item = prefetch.get(wait)
+                try:
+                    item = prefetch.get(wait)
+                except Exception:
+                    if batch:  # the source failed: the frames it gave still get their poses
+                        yield batch
+                    raise
             if item is _END:
                 if batch:
                     yield batch
