@@ -98,7 +98,7 @@ def test_plot_without_matplotlib_is_a_clear_error(monkeypatch, capsys) -> None:
 def _coco_set(root: Path, count: int = 2) -> Path:
     """Synthetic images with their people as a COCO keypoint file (body joints labelled; the
     face keypoints, which synthetic people lack, unlabelled)."""
-    from deepercut.evaluate.coco import COCO17_PARTS
+    from deepercut.data.coco import COCO_PARTS
 
     (root / "images").mkdir(parents=True)
     images, anns = [], []
@@ -108,7 +108,7 @@ def _coco_set(root: Path, count: int = 2) -> Path:
         images.append({"id": 10 + i, "file_name": f"{i}.png", "width": 320, "height": 240})
         for kp, vis in zip(sample.keypoints, sample.visible, strict=True):
             out = np.zeros((17, 3))
-            for j, name in enumerate(COCO17_PARTS):
+            for j, name in enumerate(COCO_PARTS):
                 if name in MPII14.parts and vis[MPII14.index(name)]:
                     out[j] = (*kp[MPII14.index(name)], 2)
             xy = kp[vis]
@@ -122,7 +122,7 @@ def _coco_set(root: Path, count: int = 2) -> Path:
                 [float(x0), float(y0), float(w), float(h)],
             )
             anns.append(ann)
-    category = {"id": 1, "name": "person", "keypoints": list(COCO17_PARTS)}
+    category = {"id": 1, "name": "person", "keypoints": list(COCO_PARTS)}
     path = root / "person_keypoints.json"
     path.write_text(json.dumps({"images": images, "annotations": anns, "categories": [category]}))
     return path
@@ -130,7 +130,7 @@ def _coco_set(root: Path, count: int = 2) -> Path:
 
 def test_coco_eval_on_synthetic_people(tmp_path: Path, capsys) -> None:
     pytest.importorskip("pycocotools")
-    from deepercut.evaluate.coco import COCO17_PARTS
+    from deepercut.data.coco import COCO_PARTS
 
     ann = _coco_set(tmp_path)
     out, results = tmp_path / "coco.json", tmp_path / "results.json"
@@ -143,7 +143,7 @@ def test_coco_eval_on_synthetic_people(tmp_path: Path, capsys) -> None:
     oks = report["solvers"]["heuristic"]["oks"]
     # Right people in the right place: clearly above chance (wrong coordinates score 0).
     assert 0.2 < oks["AP50"] <= 1 and 0 <= oks["AP"] <= oks["AP50"]
-    assert report["keypoints_predicted"] == [n for n in COCO17_PARTS if n in MPII14.parts]
+    assert report["keypoints_predicted"] == [n for n in COCO_PARTS if n in MPII14.parts]
     assert len(report["keypoints_predicted"]) == 12
     detections = json.loads(results.read_text())
     assert detections and {d["image_id"] for d in detections} <= {10, 11}

@@ -261,7 +261,8 @@ def _images_dir(args: argparse.Namespace) -> Path:
 def _eval_coco(
     args: argparse.Namespace, model: Any, predictor: Any, methods: tuple[str, ...]
 ) -> dict[str, Any]:
-    from deepercut.evaluate.coco import COCO17_PARTS, coco_part_map, write_results
+    from deepercut.data.coco import COCO_PARTS
+    from deepercut.evaluate.coco import coco_part_map, write_results
     from deepercut.evaluate.report import evaluate_coco, plot_coco_pr
 
     images = _images_dir(args)
@@ -315,7 +316,7 @@ def _eval_coco(
         "'oks_body_only': the same with the ground truth's nose, eyes and ears unlabelled)",
         "keypoints_predicted": [
             n
-            for n, i in zip(COCO17_PARTS, coco_part_map(model.skeleton.parts), strict=True)
+            for n, i in zip(COCO_PARTS, coco_part_map(model.skeleton.parts), strict=True)
             if i >= 0
         ],
         "time_limit_s": args.time_limit,

@@ -24,26 +24,8 @@ from typing import Any
 
 import numpy as np
 
-#: COCO's person keypoints, in its order.
-COCO17_PARTS = (
-    "nose",
-    "left_eye",
-    "right_eye",
-    "left_ear",
-    "right_ear",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hip",
-    "right_hip",
-    "left_knee",
-    "right_knee",
-    "left_ankle",
-    "right_ankle",
-)
+from deepercut.data.coco import COCO_PARTS
+
 #: Keypoints an MPII14 model cannot predict.
 FACE_PARTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
 #: Names of ``COCOeval.stats`` for keypoints, in order.
@@ -65,7 +47,7 @@ def require_pycocotools() -> tuple[Any, Any]:
 
 def coco_part_map(parts: tuple[str, ...]) -> np.ndarray:
     """[17] the model part index of each COCO keypoint (−1 where the model has none)."""
-    return np.array([parts.index(n) if n in parts else -1 for n in COCO17_PARTS], np.int64)
+    return np.array([parts.index(n) if n in parts else -1 for n in COCO_PARTS], np.int64)
 
 
 def to_coco_results(
@@ -87,7 +69,7 @@ def to_coco_results(
     results = []
     for person in np.asarray(keypoints, np.float64):
         present = np.isfinite(person[:, 0]) & np.isfinite(person[:, 1])
-        out = np.zeros((len(COCO17_PARTS), 3))
+        out = np.zeros((len(COCO_PARTS), 3))
         mapped = has.copy()
         mapped[has] = present[index[has]]
         if not mapped.any():
@@ -115,7 +97,7 @@ def write_results(results: Iterable[dict[str, Any]], path: str | Path) -> None:
 def without_face(dataset: dict[str, Any]) -> dict[str, Any]:
     """A copy of a COCO keypoint ground truth with the face keypoints unlabelled."""
     out = copy.deepcopy(dataset)
-    face = [COCO17_PARTS.index(n) for n in FACE_PARTS]
+    face = [COCO_PARTS.index(n) for n in FACE_PARTS]
     for ann in out["annotations"]:
         kp = np.asarray(ann.get("keypoints", [0] * 51), np.float64).reshape(-1, 3)
         kp[face] = 0

@@ -228,6 +228,12 @@ def fit_logistic(
     return result.x.reshape(num_classes, f)
 
 
+def save_npz(path: str | Path, meta: dict, **arrays: np.ndarray) -> None:
+    """Write ``arrays`` and a JSON ``meta`` to one ``.npz`` that loads without pickle."""
+    with open(path, "wb") as fh:
+        np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
+
+
 @dataclass(eq=False)  # array fields: compare models field by field
 class PairwiseModel:
     """Per-part-pair logistic models of "same person" and the SPLP problem built from them.
@@ -445,14 +451,13 @@ class PairwiseModel:
             "max_distance_factor": self.max_distance_factor,
             "min_scale": self.min_scale,
         }
-        with open(path, "wb") as fh:
-            np.savez(
-                fh,
-                weights=self.weights,
-                feature_mean=self.feature_mean,
-                feature_std=self.feature_std,
-                meta=np.array(json.dumps(meta)),
-            )
+        save_npz(
+            path,
+            meta,
+            weights=self.weights,
+            feature_mean=self.feature_mean,
+            feature_std=self.feature_std,
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> PairwiseModel:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepercut.model.pairwise import candidate_scale, fit_logistic
+from deepercut.model.pairwise import candidate_scale, fit_logistic, save_npz
 from deepercut.types import Candidates
 
 FORMAT = "deepercut.temporal"
@@ -287,14 +287,13 @@ class TemporalModel:
             "max_distance_factor": self.max_distance_factor,
             "min_scale": self.min_scale,
         }
-        with open(path, "wb") as fh:
-            np.savez(
-                fh,
-                weights=self.weights,
-                feature_mean=self.feature_mean,
-                feature_std=self.feature_std,
-                meta=np.array(json.dumps(meta)),
-            )
+        save_npz(
+            path,
+            meta,
+            weights=self.weights,
+            feature_mean=self.feature_mean,
+            feature_std=self.feature_std,
+        )
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> TemporalModel:
