@@ -187,11 +187,7 @@ def _contract(inst: Instance, state: np.ndarray) -> np.ndarray:
     join[v, u] = cost
     np.fill_diagonal(join, np.inf)
     parent = np.arange(n)
-    # A node without a negative join never merges (its sums with any cluster stay >= 0), so
-    # only the others enter; ``alive`` maps rows/columns of the shrinking ``join`` to nodes.
-    alive = np.flatnonzero((join < -_EPS).any(1))
-    join = join[alive][:, alive]
-    while len(alive) > 1:
+    while True:
         keep, gone = _mutual_best(join)
         if len(keep) == 0:
             break
@@ -200,7 +196,7 @@ def _contract(inst: Instance, state: np.ndarray) -> np.ndarray:
         join[gone] = np.inf
         join[:, gone] = np.inf
         join[keep, keep] = np.inf
-        parent[alive[gone]] = alive[keep]
+        parent[gone] = keep
     while True:  # resolve merge chains to their roots
         grand = parent[parent]
         if (grand == parent).all():
