@@ -24,6 +24,7 @@ from deepercut.engine.frame_solver import FrameSolver
 from deepercut.engine.pipeline import Engine
 from deepercut.engine.sources import SourceError, open_source
 from deepercut.model.candidates import CandidateParams, extract_candidates
+from deepercut.model.io import CheckpointError, load_model, save_model
 from deepercut.skeleton import MPII14
 from deepercut.types import Candidates, Frame
 
@@ -234,6 +235,17 @@ def test_a_model_with_nan_weights_yields_frames_without_people(tmp_path: Path) -
     assert [r.index for r in results] == [0, 1, 2]
     assert all(r.poses is not None and r.poses.num_people == 0 for r in results)
     assert all(r.poses.solver["candidates"] == 0 for r in results)
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused(tmp_path: Path) -> None:
+    model = tiny_model()
+    save_model(tmp_path / "good.pt", model)
+    load_model(tmp_path / "good.pt")  # the same file without damage loads
+    with torch.no_grad():
+        model.net.scmap_head.weight[0, 0, 0, 0] = float("inf")
+    save_model(tmp_path / "bad.pt", model)
+    with pytest.raises(CheckpointError, match=r"non-finite values in \['scmap_head.weight'\]"):
+        load_model(tmp_path / "bad.pt")
 
 
 def test_non_finite_candidates_are_dropped_and_counted() -> None:

@@ -226,6 +226,15 @@ def _load_state(net: nn.Module, state: dict[str, torch.Tensor], path: Path) -> N
             f"unexpected {unexpected[:3]} ({len(unexpected)}), wrong shapes {wrong[:3]} "
             f"({len(wrong)})"
         )
+    # torch keeps no checksums: damaged weight bytes often decode to NaN/inf, which would
+    # silently give frames without people.
+    broken = [
+        k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()
+    ]
+    if broken:
+        raise CheckpointError(
+            f"{path}: non-finite values in {broken[:3]} ({len(broken)} tensors): damaged weights"
+        )
     net.load_state_dict(state)
 
 
