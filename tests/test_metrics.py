@@ -265,7 +265,8 @@ def test_coco_oks_ap_perfect_shifted_and_missing() -> None:
 
 def test_mpii_model_output_maps_to_coco_by_name() -> None:
     pytest.importorskip("pycocotools")
-    from deepercut.evaluate.coco import COCO17_PARTS, coco_keypoint_eval, to_coco_results
+    from deepercut.data.coco import COCO_PARTS
+    from deepercut.evaluate.coco import coco_keypoint_eval, to_coco_results
 
     gt = _coco_gt()
     # The exact body joints of each gt person in MPII14 order (neck, head top: anywhere).
@@ -274,8 +275,8 @@ def test_mpii_model_output_maps_to_coco_by_name() -> None:
         kp = np.asarray(a["keypoints"], np.float64).reshape(17, 3)
         person = np.full((1, 14, 3), NAN)
         for j, name in enumerate(MPII14.parts):
-            if name in COCO17_PARTS:
-                person[0, j] = (*kp[COCO17_PARTS.index(name), :2], 0.5)
+            if name in COCO_PARTS:
+                person[0, j] = (*kp[COCO_PARTS.index(name), :2], 0.5)
         entries += to_coco_results(a["image_id"], person, MPII14.parts)
     assert len(entries) == 3
     first = np.asarray(entries[0]["keypoints"]).reshape(17, 3)
