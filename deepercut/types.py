@@ -138,7 +138,7 @@ class Solution:
     Attributes:
         label: int64 [N] part of each candidate, −1 = suppressed.
         cluster: int64 [N] person index per candidate (−1 for suppressed ones), 0..M−1.
-        objective: value of :meth:`Problem.objective` for this solution.
+        objective: value of :meth:`Problem.objective` for this solution (up to float rounding).
         bound: proven lower bound on the optimum (``-inf`` when none).
         gap: relative gap ``(objective − bound) / max(1, |objective|)``; 0 when proven optimal.
         status: one of ``optimal``, ``feasible``, ``time_limit``, ``heuristic``.

@@ -54,7 +54,7 @@ def assert_valid(problem: Problem, sol: Solution) -> None:
         assert sorted(np.unique(sol.cluster[kept])) == list(range(sol.num_people))
         assert np.isfinite(problem.unary[np.flatnonzero(kept), sol.label[kept]]).all()
     assert np.isfinite(sol.objective)
-    assert sol.objective == problem.objective(sol.label, sol.cluster)
+    assert sol.objective == pytest.approx(problem.objective(sol.label, sol.cluster), abs=1e-9)
 
 
 def assert_clusters_are_joined_components(problem: Problem, sol: Solution) -> None:

@@ -41,14 +41,14 @@ def solve(
         num_workers: CP-SAT threads per solve (1: the engine runs many solvers in parallel).
 
     Returns:
-        A :class:`~deepercut.types.Solution`; ``objective == problem.objective(label,
-        cluster)``. ``bound``/``gap`` are a proven lower bound and the relative gap for
-        ``exact``/``deepcut``; ``-inf``/``inf`` for the heuristic and the staged methods (a
-        stage's optimum is not the problem's). ``status``: ``optimal`` / ``time_limit`` for
-        ``exact``/``deepcut``; ``heuristic``; for the staged methods ``feasible`` when every
-        stage was proven optimal (``stats["stages_optimal"]``), else ``time_limit`` (or
-        ``heuristic`` with heuristic stages). ``stats`` has timings, components, lazy rounds
-        and cuts, and per-stage results.
+        A :class:`~deepercut.types.Solution`; ``objective`` equals
+        ``problem.objective(label, cluster)`` up to float rounding. ``bound``/``gap`` are a
+        proven lower bound and the relative gap for ``exact``/``deepcut``; ``-inf``/``inf``
+        for the heuristic and the staged methods (a stage's optimum is not the problem's).
+        ``status``: ``optimal`` / ``time_limit`` for ``exact``/``deepcut``; ``heuristic``; for
+        the staged methods ``feasible`` when every stage was proven optimal
+        (``stats["stages_optimal"]``), else ``time_limit`` (or ``heuristic`` with heuristic
+        stages). ``stats`` has timings, components, lazy rounds and cuts, and per-stage results.
 
     Raises:
         ValueError: unknown method, missing or mismatched skeleton, non-positive time limit,
@@ -85,7 +85,8 @@ def solve(
     label, cluster = labels_of(
         result.instance, problem.num_candidates, result.state, result.cluster
     )
-    objective = problem.objective(label, cluster)
+    # The instance's value of the assignment is Problem.objective of the labelling (reductions
+    # only drop suppressed states and zero-cost pairs), summed in another order.
     return make_solution(
-        label, cluster, objective, result.bound, result.status, start, result.stats
+        label, cluster, result.objective, result.bound, result.status, start, result.stats
     )
