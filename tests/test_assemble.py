@@ -80,6 +80,10 @@ def test_order_by_total_score_then_first_candidate_independent_of_cluster_ids() 
     b = assemble_poses(c, np.arange(6), make_solution([0, 1, 0, 1, 0, 1], [2, 2, 0, 0, 1, 1]), P)
     np.testing.assert_array_equal(a, b)
     assert a[:, 0, 0].tolist() == [2, 0, 4]
+    # max_people keeps the best-ranked people only.
+    sol = make_solution([0, 1, 0, 1, 0, 1], [0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(assemble_poses(c, np.arange(6), sol, P, max_people=2), a[:2])
+    np.testing.assert_array_equal(assemble_poses(c, np.arange(6), sol, P, max_people=1), a[:1])
 
 
 def test_suppressed_single_part_and_low_score_people_are_dropped() -> None:
@@ -117,6 +121,21 @@ def test_frame_solver_finds_people_near_the_truth(solver: FrameSolver) -> None:
         truth = {"keypoints": f.keypoints, "visible": f.visible}
         # Candidates are jittered by 3 % of the height: a right pose is within ~2 σ of it.
         assert match_error(poses, truth) < 0.1 * VIDEO_HEIGHTS[0]
+
+
+def test_frame_solver_max_people_keeps_the_best_people(solver: FrameSolver) -> None:
+    frame = truth_frames(1)[0]
+    candidates, _ = candidates_from_truth(
+        np.random.default_rng(0), frame.keypoints, frame.visible, frame.heights, VIDEO_HW
+    )
+    every = solver(0, 0.0, candidates)
+    assert every.num_people >= 2
+    one = FrameSolver(fitted_pairwise(), MPII14, method="exact", time_limit=5.0, max_people=1)
+    best = one(0, 0.0, candidates)
+    assert best.num_people == 1
+    np.testing.assert_array_equal(best.keypoints, every.keypoints[:1])
+    with pytest.raises(ValueError, match="max_people"):
+        FrameSolver(fitted_pairwise(), MPII14, max_people=0)
 
 
 def test_empty_frame_and_pickle_round_trip(solver: FrameSolver) -> None:

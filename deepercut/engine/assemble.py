@@ -10,7 +10,8 @@ Rules (deterministic, so an in-process run and a Ray run give bit-identical pose
   detections (a single part is no pose, and false positives mostly end up alone); the default
   ``min_score=0`` keeps everything else.
 - **Order.** People are sorted by descending total score, ties by their smallest candidate
-  index (the solver's cluster numbering never matters).
+  index (the solver's cluster numbering never matters); ``max_people`` keeps the first ones
+  (e.g. 1 for a single-animal DeepLabCut project, where a second "animal" can only be clutter).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def assemble_poses(
     *,
     min_parts: int = DEFAULT_MIN_PARTS,
     min_score: float = 0.0,
+    max_people: int | None = None,
 ) -> np.ndarray:
     """Keypoints of the people in a solution.
 
@@ -42,6 +44,7 @@ def assemble_poses(
         num_parts: ``P``.
         min_parts: fewest distinct parts a person needs.
         min_score: smallest sum of keypoint scores a person needs.
+        max_people: report at most this many people, the highest-scoring (``None``: all).
 
     Returns:
         float32 [M, P, 3]: (x, y, score) per person and part, NaN where the part is absent.
@@ -85,4 +88,4 @@ def assemble_poses(
 
     keep = (part_count >= min_parts) & (total >= min_score)
     ranked = np.lexsort((first_cand, -total))
-    return keypoints[ranked[keep[ranked]]]
+    return keypoints[ranked[keep[ranked]][:max_people]]

@@ -62,6 +62,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--solver", choices=METHODS, default="3stage", help="default: %(default)s")
     p.add_argument("--time-limit", type=float, default=1.0, help="seconds per frame's solve")
     p.add_argument(
+        "--max-people",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N people (animals) per frame, the highest-scoring; 1 for a single-animal "
+        "project (default: all)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=default_workers(),
@@ -165,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
                 live=source.is_live,
                 input_hw=args.input_size,
                 time_limit=args.time_limit,
+                max_people=args.max_people,
                 max_in_flight=args.max_in_flight,
                 detector_actors=args.detector_actors,
                 track=args.track if args.track is not None else not os.path.isdir(args.source),

@@ -37,6 +37,7 @@ class FrameSolver:
         max_candidates: candidates kept per frame (highest scores), bounding the problem size.
         min_parts, min_score: people with fewer parts or a lower score sum are dropped (see
             :mod:`deepercut.engine.assemble`).
+        max_people: at most this many people per frame, the highest-scoring (``None``: all).
 
     ``Poses.solver`` reports ``status`` (the primary solve's, or ``error``), ``gap`` (``None``
     when no bound is known), ``ms`` (everything: problem, solve(s), assembly), ``method``,
@@ -58,11 +59,14 @@ class FrameSolver:
     max_candidates: int = 150
     min_parts: int = DEFAULT_MIN_PARTS
     min_score: float = 0.0
+    max_people: int | None = None
 
     def __post_init__(self) -> None:
         for name in (self.method, self.fallback):
             if name is not None and name not in METHODS:
                 raise ValueError(f"unknown solver method {name!r}; choose one of {METHODS}")
+        if self.max_people is not None and self.max_people < 1:
+            raise ValueError(f"max_people must be >= 1 or None, got {self.max_people}")
         if not self.time_limit > 0:
             raise ValueError(f"time_limit must be positive, got {self.time_limit}")
         if self.pairwise.num_parts != self.skeleton.num_parts:
@@ -96,6 +100,7 @@ class FrameSolver:
                 self.num_parts,
                 min_parts=self.min_parts,
                 min_score=self.min_score,
+                max_people=self.max_people,
             )
         report["ms"] = round((time.perf_counter() - started) * 1e3, 3)
         return Poses(

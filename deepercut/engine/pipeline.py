@@ -259,6 +259,8 @@ class Engine:
         fallback: method used when a solve hits its time limit or fails.
         max_candidates: candidates kept per frame (highest scores).
         min_parts: fewest parts a reported person has.
+        max_people: at most this many people per frame, the highest-scoring (``None``: all;
+            1 for a single-animal project).
         max_in_flight: solver window; default ``3 × workers``.
         candidate_params: candidate extraction settings of the default detector.
         detector: replaces the network (``frames → candidates``); the model then only
@@ -300,6 +302,7 @@ class Engine:
         fallback: str | None = "heuristic",
         max_candidates: int = 150,
         min_parts: int = DEFAULT_MIN_PARTS,
+        max_people: int | None = None,
         max_in_flight: int | None = None,
         candidate_params: CandidateParams | None = None,
         detector: Detector | None = None,
@@ -330,6 +333,7 @@ class Engine:
             fallback=fallback,
             max_candidates=max_candidates,
             min_parts=min_parts,
+            max_people=max_people,
         )
         if temporal < 0:
             raise ValueError(f"temporal must be >= 0 frames, got {temporal}")

@@ -317,5 +317,5 @@ class TemporalFrameSolver:
             ids.append(track)
         if not rows:
             return np.full((0, fs.num_parts, 3), np.nan, np.float32), np.zeros(0, np.int64)
-        order = np.argsort(-np.array(totals), kind="stable")
+        order = np.argsort(-np.array(totals), kind="stable")[: fs.max_people]
         return np.stack(rows)[order], np.array(ids, np.int64)[order]
