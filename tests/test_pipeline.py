@@ -22,6 +22,7 @@ from deepercut.engine.pipeline import Engine
 from deepercut.engine.sinks import PoseWriter, make_header, read_poses
 from deepercut.engine.sources import open_source
 from deepercut.model.predict import Predictor
+from deepercut.types import Frame
 
 ray = pytest.importorskip("ray")
 
@@ -175,3 +176,18 @@ def test_bad_inputs_fail_clearly(video, model) -> None:
             list(engine.run([], start=3))
     with pytest.raises(ValueError, match="batch_size"):
         Engine(model, batch_size=0)
+
+
+def test_precision_reaches_the_detector_and_bad_values_are_refused() -> None:
+    frames = [
+        Frame(i, i / 25, np.random.default_rng(i).integers(0, 255, (64, 80, 3), np.uint8), "t")
+        for i in range(3)
+    ]
+    results = {}
+    for precision in ("fp32", "fp16"):
+        with Engine(tiny_model(), precision=precision, input_hw=(64, 80), batch_size=2) as engine:
+            assert engine.detector.precision == precision
+            results[precision] = [r.index for r in engine.run_frames(frames)]
+    assert results["fp32"] == results["fp16"] == [0, 1, 2]
+    with pytest.raises(ValueError, match="unknown precision 'int8'"):
+        Engine(tiny_model(), precision="int8")

@@ -99,6 +99,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="detector backend")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument(
+        "--precision",
+        choices=("fp16", "fp32"),
+        default=None,
+        help="detector precision (default: fp16 on CUDA, fp32 on the CPU)",
+    )
     p.add_argument("--input-size", type=parse_hw, default=None, help="network input HxW")
     p.add_argument("--batch-size", type=int, default=8, help="frames per detector batch")
     p.add_argument(
@@ -168,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
                 ray_address=args.ray_address,
                 backend=args.backend,
                 device=args.device,
+                precision=args.precision,
                 batch_size=args.batch_size,
                 max_batch_wait=args.max_batch_wait,
                 live=source.is_live,

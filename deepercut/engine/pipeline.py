@@ -254,6 +254,8 @@ class Engine:
         max_batch_wait: live mode: seconds a batch waits for more frames after its first
             (file mode always fills batches).
         live: drop instead of waiting under overload; default: the source's own mode.
+        precision: detector precision, ``fp16`` or ``fp32``; default FP16 on CUDA, FP32 on
+            the CPU.
         input_hw: network input size (multiples of 16); default: the model's.
         time_limit: seconds per frame's solve before falling back to ``fallback``.
         fallback: method used when a solve hits its time limit or fails.
@@ -294,6 +296,7 @@ class Engine:
         ray_address: str | None = None,
         backend: str = "auto",
         device: str | torch.device | None = None,
+        precision: str | None = None,
         batch_size: int = 8,
         max_batch_wait: float = 0.05,
         live: bool | None = None,
@@ -388,6 +391,7 @@ class Engine:
                 device=device,
                 backend=backend,
                 batch_size=batch_size,
+                precision=precision,
             )
             self.detector: Detector = network
             self.backend, self.backend_reason = network.backend, network.reason
