@@ -228,10 +228,56 @@ def fit_logistic(
     return result.x.reshape(num_classes, f)
 
 
+#: Arrays of a file of per-class logistic models (pairwise and temporal).
+LOGISTIC_ARRAYS = ("weights", "feature_mean", "feature_std")
+
+
 def save_npz(path: str | Path, meta: dict, **arrays: np.ndarray) -> None:
     """Write ``arrays`` and a JSON ``meta`` to one ``.npz`` that loads without pickle."""
     with open(path, "wb") as fh:
         np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def load_npz(
+    path: str | Path,
+    kind: str,
+    file_format: str,
+    version: int,
+    features: Sequence[str],
+    required: Sequence[str],
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Arrays and metadata of a file written by :func:`save_npz`, checked against the
+    ``file_format``, ``version`` and ``features`` this code writes.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a readable ``kind`` file (e.g. "pairwise model"), another version or
+            feature list, or missing ``required`` arrays.
+    """
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("not an .npz archive")
+        with data:
+            arrays = {key: data[key] for key in data.files}
+        meta = json.loads(str(arrays["meta"]))
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: not a deepercut {kind} file ({err})") from err
+    if not isinstance(meta, dict) or meta.get("format") != file_format:
+        raise ValueError(f"{path}: not a deepercut {kind} file (format mismatch)")
+    if meta.get("version") != version:
+        raise ValueError(f"{path}: {kind} version {meta.get('version')!r}, expected {version}")
+    if meta.get("features") != list(features):
+        raise ValueError(
+            f"{path}: {kind} features {meta.get('features')} differ from this code's "
+            f"{list(features)}"
+        )
+    missing = set(required) - arrays.keys()
+    if missing:
+        raise ValueError(f"{path}: {kind} file lacks arrays {sorted(missing)}")
+    return arrays, meta
 
 
 @dataclass(eq=False)  # array fields: compare models field by field
@@ -467,31 +513,9 @@ class PairwiseModel:
             ValueError: the file isn't a readable pairwise model of this format and version,
                 or its arrays don't match its metadata.
         """
-        try:
-            data = np.load(path, allow_pickle=False)
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise ValueError("not an .npz archive")
-            with data:
-                arrays = {key: data[key] for key in data.files}
-            meta = json.loads(str(arrays["meta"]))
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-            raise ValueError(f"{path}: not a deepercut pairwise model file ({err})") from err
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a deepercut pairwise model file (format mismatch)")
-        if meta.get("version") != VERSION:
-            raise ValueError(
-                f"{path}: pairwise model version {meta.get('version')!r}, expected {VERSION}"
-            )
-        if meta.get("features") != list(FEATURE_NAMES):
-            raise ValueError(
-                f"{path}: model features {meta.get('features')} differ from this code's "
-                f"{list(FEATURE_NAMES)}"
-            )
-        missing = {"weights", "feature_mean", "feature_std"} - arrays.keys()
-        if missing:
-            raise ValueError(f"{path}: pairwise model file lacks arrays {sorted(missing)}")
+        arrays, meta = load_npz(
+            path, "pairwise model", FORMAT, VERSION, FEATURE_NAMES, LOGISTIC_ARRAYS
+        )
         try:
             return cls(
                 weights=arrays["weights"].astype(np.float64),

@@ -27,15 +27,19 @@ model. Saved as ``.npz`` (plain arrays and JSON metadata, no pickle).
 
 from __future__ import annotations
 
-import json
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from deepercut.model.pairwise import candidate_scale, fit_logistic, save_npz
+from deepercut.model.pairwise import (
+    LOGISTIC_ARRAYS,
+    candidate_scale,
+    fit_logistic,
+    load_npz,
+    save_npz,
+)
 from deepercut.types import Candidates
 
 FORMAT = "deepercut.temporal"
@@ -303,18 +307,9 @@ class TemporalModel:
             ValueError: not a temporal model file of this format, version and features.
         """
         path = DEFAULT_PATH if path is None else Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
-            meta = json.loads(str(arrays["meta"]))
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile) as err:
-            raise ValueError(f"{path}: not a deepercut temporal model file ({err})") from err
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a deepercut temporal model file (format mismatch)")
-        if meta.get("version") != VERSION or meta.get("features") != list(FEATURE_NAMES):
-            raise ValueError(f"{path}: temporal model version or features differ from this code")
+        arrays, meta = load_npz(
+            path, "temporal model", FORMAT, VERSION, FEATURE_NAMES, LOGISTIC_ARRAYS
+        )
         try:
             return cls(
                 weights=arrays["weights"].astype(np.float64),
