@@ -117,8 +117,9 @@ class DeeperCut(nn.Module):
         # ImageNet normalisation, as the ResNet trunk expects (and torchvision weights assume).
         self.register_buffer("pixel_mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("pixel_std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
-        self.register_buffer("pairwise_mean", self._stat(config.pairwise_mean, 0.0))
-        self.register_buffer("pairwise_std", self._stat(config.pairwise_std, 1.0))
+        p = config.num_parts
+        self.register_buffer("pairwise_mean", pairwise_stat(config.pairwise_mean, p, 0.0))
+        self.register_buffer("pairwise_std", pairwise_stat(config.pairwise_std, p, 1.0))
         # Low initial scoremap prior (p≈0.01): most cells are negative (focal-loss init trick).
         nn.init.constant_(self.scmap_head.bias, -4.6)
         nn.init.constant_(self.intermediate_head.bias, -4.6)
@@ -126,15 +127,6 @@ class DeeperCut(nn.Module):
             if head is not None:
                 nn.init.normal_(head.weight, std=1e-3)
                 nn.init.zeros_(head.bias)
-
-    def _stat(self, value: list[Any] | None, default: float) -> Tensor:
-        p = self.config.num_parts
-        if value is None:
-            return torch.full((p, p - 1, 2), default)
-        stat = torch.tensor(value, dtype=torch.float32)
-        if stat.shape != (p, p - 1, 2):
-            raise ValueError(f"pairwise stats must be [{p}, {p - 1}, 2], got {tuple(stat.shape)}")
-        return stat
 
     @property
     def num_parts(self) -> int:
@@ -167,21 +159,41 @@ class DeeperCut(nn.Module):
 
     def decode(self, out: DetectorOutput) -> DecodedMaps:
         """Sigmoid probabilities and offsets in input pixels (de-normalised)."""
-        b, p, h, w = out.scmap.shape
-        probs = torch.sigmoid(out.scmap.float())
-        locref = out.locref.float().view(b, p, 2, h, w) * self.config.locref_std
-        if out.pairwise.shape[1] == 0:
-            return DecodedMaps(probs, locref, None)
-        pw = out.pairwise.float().view(b, p, p - 1, 2, h, w)
-        pw = pw * self.pairwise_std.view(1, p, p - 1, 2, 1, 1)
-        pw = pw + self.pairwise_mean.view(1, p, p - 1, 2, 1, 1)
-        return DecodedMaps(probs, locref, expand_pairwise(pw))
+        return decode_maps(out, self.config.locref_std, self.pairwise_mean, self.pairwise_std)
 
     def freeze_batchnorm(self) -> DeeperCut:
         """Turn trained BatchNorm layers into frozen ones (inference/deployment form)."""
         freeze_batchnorm(self.backbone)
         self.config.norm = "frozen"
         return self
+
+
+def pairwise_stat(value: list[Any] | None, num_parts: int, default: float) -> Tensor:
+    """Per-(part, other part) mean or std [P, P−1, 2] of the pairwise offsets (``default``
+    everywhere when ``value`` is None)."""
+    p = num_parts
+    if value is None:
+        return torch.full((p, p - 1, 2), default)
+    stat = torch.tensor(value, dtype=torch.float32)
+    if stat.shape != (p, p - 1, 2):
+        raise ValueError(f"pairwise stats must be [{p}, {p - 1}, 2], got {tuple(stat.shape)}")
+    return stat
+
+
+def decode_maps(
+    out: DetectorOutput, locref_std: float, pairwise_mean: Tensor, pairwise_std: Tensor
+) -> DecodedMaps:
+    """Sigmoid probabilities, location refinement in input pixels (× ``locref_std``) and the
+    pairwise offsets de-normalised with their mean and std, own part filled with zeros."""
+    b, p, h, w = out.scmap.shape
+    probs = torch.sigmoid(out.scmap.float())
+    locref = out.locref.float().view(b, p, 2, h, w) * locref_std
+    if out.pairwise.shape[1] == 0:
+        return DecodedMaps(probs, locref, None)
+    pw = out.pairwise.float().view(b, p, p - 1, 2, h, w)
+    pw = pw * pairwise_std.view(1, p, p - 1, 2, 1, 1)
+    pw = pw + pairwise_mean.view(1, p, p - 1, 2, 1, 1)
+    return DecodedMaps(probs, locref, expand_pairwise(pw))
 
 
 def other_parts(num_parts: int) -> Tensor:

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from deepercut.model.net import DecodedMaps, DetectorOutput, expand_pairwise
+from deepercut.model.net import DecodedMaps, DetectorOutput, decode_maps, pairwise_stat
 from deepercut.model.resnet import FrozenBatchNorm2d
 
 FAMILY = "tfslim_resnet_v1"
@@ -269,17 +269,8 @@ class TFSlimPoseNet(nn.Module):
             SameDeconv(c3, p, 3, s) if config.intermediate_unit is not None else None
         )
         self.register_buffer("mean_pixel", torch.tensor(config.mean_pixel).view(1, 3, 1, 1))
-        self.register_buffer("pairwise_mean", self._stat(config.pairwise_mean, 0.0))
-        self.register_buffer("pairwise_std", self._stat(config.pairwise_std, 1.0))
-
-    def _stat(self, value: list[Any] | None, default: float) -> Tensor:
-        p = self.config.num_parts
-        if value is None:
-            return torch.full((p, p - 1, 2), default)
-        stat = torch.tensor(value, dtype=torch.float32)
-        if stat.shape != (p, p - 1, 2):
-            raise ValueError(f"pairwise stats must be [{p}, {p - 1}, 2], got {tuple(stat.shape)}")
-        return stat
+        self.register_buffer("pairwise_mean", pairwise_stat(config.pairwise_mean, p, 0.0))
+        self.register_buffer("pairwise_std", pairwise_stat(config.pairwise_std, p, 1.0))
 
     @property
     def num_parts(self) -> int:
@@ -320,15 +311,7 @@ class TFSlimPoseNet(nn.Module):
 
     def decode(self, out: DetectorOutput) -> DecodedMaps:
         """Sigmoid probabilities and offsets in input pixels, as pose-tensorflow decodes them."""
-        b, p, h, w = out.scmap.shape
-        probs = torch.sigmoid(out.scmap.float())
-        locref = out.locref.float().view(b, p, 2, h, w) * self.config.locref_std
-        if out.pairwise.shape[1] == 0:
-            return DecodedMaps(probs, locref, None)
-        pw = out.pairwise.float().view(b, p, p - 1, 2, h, w)
-        pw = pw * self.pairwise_std.view(1, p, p - 1, 2, 1, 1)
-        pw = pw + self.pairwise_mean.view(1, p, p - 1, 2, 1, 1)
-        return DecodedMaps(probs, locref, expand_pairwise(pw))
+        return decode_maps(out, self.config.locref_std, self.pairwise_mean, self.pairwise_std)
 
 
 # ---------------------------------------------------------------------- TF variable names
