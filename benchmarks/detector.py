@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from functools import partial
 from pathlib import Path
 
 import torch
+from machine_info import cpu_name
 
 from deepercut.model.candidates import CandidateParams, extract_candidate_tensors
 from deepercut.model.net import STRIDE, DeeperCut, DetectorConfig
@@ -33,15 +33,7 @@ ARCHS = {
 def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} torch threads"
+    return f"{cpu_name()}, {torch.get_num_threads()} torch threads"
 
 
 def _sync(device: torch.device) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import ray
 import torch
+from machine_info import cpu_name
 
 from deepercut.engine.pipeline import Engine
 
@@ -34,13 +35,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
-    cpu = platform.processor() or platform.machine()
     memory_gb = None
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):
                 memory_gb = round(int(line.split()[1]) / 2**20, 1)
@@ -49,7 +45,7 @@ def machine() -> dict[str, Any]:
         pass
     return {
         "platform": platform.platform(),
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "memory_gb": memory_gb,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import ortools
+from machine_info import cpu_name
 
 from deepercut.data.synthetic import sample_people
 from deepercut.data.synthetic_candidates import candidates_from_truth
@@ -77,17 +78,9 @@ def make_problems(num_frames: int, seed: int, train_frames: int = 100) -> list[P
 
 def machine() -> dict:
     """Where the numbers come from (load average: the machine is shared)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
         "platform": platform.platform(),
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
         "ortools": ortools.__version__,

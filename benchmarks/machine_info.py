@@ -1,0 +1,18 @@
+"""What a benchmark ran on: shared by the benchmark scripts (run as ``python benchmarks/X.py``,
+so this folder is on ``sys.path``)."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+
+def cpu_name() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (the platform's word elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
