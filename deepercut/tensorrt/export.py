@@ -112,32 +112,23 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     names = prepared.output_names
     example = torch.rand(2, 3, *input_hw)  # batch 2: a batch of 1 would be specialised
+    # The two exporters state the dynamic batch in their own argument.
+    if exporter == "dynamo":
+        batch = torch.export.Dim("batch", min=1, max=max_batch)
+        dynamic = {"dynamo": True, "dynamic_shapes": {"images": {0: batch}}, "external_data": False}
+    else:
+        axes = {name: {0: "batch"} for name in ("images", *names)}
+        dynamic = {"dynamo": False, "dynamic_axes": axes}
     with torch.no_grad():
-        if exporter == "dynamo":
-            batch = torch.export.Dim("batch", min=1, max=max_batch)
-            torch.onnx.export(
-                prepared,
-                (example,),
-                str(path),
-                input_names=["images"],
-                output_names=list(names),
-                opset_version=opset,
-                dynamo=True,
-                dynamic_shapes={"images": {0: batch}},
-                external_data=False,
-            )
-        else:
-            axes = {name: {0: "batch"} for name in ("images", *names)}
-            torch.onnx.export(
-                prepared,
-                (example,),
-                str(path),
-                input_names=["images"],
-                output_names=list(names),
-                opset_version=opset,
-                dynamo=False,
-                dynamic_axes=axes,
-            )
+        torch.onnx.export(
+            prepared,
+            (example,),
+            str(path),
+            input_names=["images"],
+            output_names=list(names),
+            opset_version=opset,
+            **dynamic,
+        )
     report = OnnxExport(path, opset, exporter, tuple(input_hw), max_batch, names, None, "")
     if not check:
         report.checked = "not checked (check=False)"
