@@ -388,26 +388,23 @@ def test_unsupported_architectures(tmp_path: Path, changes: dict, match: str) ->
 
 
 def test_deeplabcut3_snapshot_is_read_safely_and_refused(tmp_path: Path) -> None:
+    # Supported DeepLabCut 3 models are tested in test_import_dlc3.py; HRNet is not one.
     train = tmp_path / "train"
     train.mkdir()
-    (train / "pytorch_config.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "model": {
-                    "backbone": {"type": "ResNet", "model_name": "resnet50_gn"},
-                    "heads": {"bodypart": {"type": "HeatmapHead"}},
-                }
-            }
-        )
+    supported = yaml.safe_load(
+        (Path(__file__).parent / "fixtures/dlc3/resnet50_gn/pytorch_config.yaml").read_text()
     )
+    hrnet = {**supported["model"], "backbone": {"type": "HRNet", "model_name": "hrnet_w32"}}
+    (train / "pytorch_config.yaml").write_text(yaml.safe_dump({**supported, "model": hrnet}))
     snapshot = train / "snapshot-200.pt"
     torch.save({"model": {"backbone.model.conv1.weight": torch.zeros(2)}, "metadata": {}}, snapshot)
     assert detect_source(snapshot) == "dlc3"
-    with pytest.raises(UnsupportedArchitecture, match=r"ResNet resnet50_gn.*HeatmapHead"):
+    with pytest.raises(UnsupportedArchitecture, match=r"HRNet hrnet_w32.*HeatmapHead"):
         load_model(snapshot)  # the deepercut loader hands it over
     with pytest.raises(UnsupportedArchitecture, match="snapshot-200"):
         convert(train)
     # A pickle that needs code to load is refused by weights_only, not executed.
+    (train / "pytorch_config.yaml").write_text(yaml.safe_dump(supported))
     torch.save({"model": {"x": argparse.Namespace(a=1)}}, snapshot)
     with pytest.raises(CheckpointError, match="not a readable PyTorch snapshot"):
         convert(snapshot)

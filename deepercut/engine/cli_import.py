@@ -19,11 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``import``."""
     p = subparsers.add_parser(
         "import",
-        help="convert a pose-tensorflow / DeepLabCut model to a deepercut checkpoint",
+        help="convert a pose-tensorflow / DeepLabCut 2 or 3 model to a deepercut checkpoint",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("source", help="pose-tensorflow model or DeepLabCut project/snapshot")
+    p.add_argument(
+        "source", help="pose-tensorflow model, or DeepLabCut 2/3 project, train folder or snapshot"
+    )
     p.add_argument("-o", "--out", required=True, help="deepercut checkpoint to write (.pt)")
     p.add_argument(
         "--input-size",

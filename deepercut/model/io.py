@@ -1,10 +1,11 @@
 """Checkpoints: a state dict plus plain metadata, loaded with ``torch.load(weights_only=True)``.
 
 Layout (a dict): ``format`` = ``"deepercut.model"``, ``version``, ``network`` (optional:
-``"deepercut"``, the default, or ``"tfslim_resnet_v1"`` for networks imported from
-pose-tensorflow / DeepLabCut), ``config`` (the network's config as a dict: a
-:class:`DetectorConfig`, or a
-:class:`~deepercut.model.external.tfslim_resnet.TFSlimPoseConfig`), ``skeleton``
+``"deepercut"``, the default, ``"tfslim_resnet_v1"`` for networks imported from
+pose-tensorflow / DeepLabCut 2.x, or ``"dlc3_resnet"`` for DeepLabCut 3 ones), ``config`` (the
+network's config as a dict: a :class:`DetectorConfig`, a
+:class:`~deepercut.model.external.tfslim_resnet.TFSlimPoseConfig` or a
+:class:`~deepercut.model.external.dlc3.DLC3PoseConfig`), ``skeleton``
 (:meth:`Skeleton.to_dict`), ``input_hw`` (the H×W the model was trained for), ``state_dict``,
 ``pairwise`` (optional: the pairwise model's arrays and metadata), ``meta`` (training data,
 command, time...). No pickled objects, so loading an untrusted file cannot execute code.
@@ -193,10 +194,14 @@ def load_model(
 def _network_name(net: nn.Module) -> str:
     if isinstance(net, DeeperCut):
         return OWN_NETWORK
+    from deepercut.model.external.dlc3 import FAMILY as DLC3_FAMILY
+    from deepercut.model.external.dlc3 import DLC3PoseNet
     from deepercut.model.external.tfslim_resnet import FAMILY, TFSlimPoseNet
 
     if isinstance(net, TFSlimPoseNet):
         return FAMILY
+    if isinstance(net, DLC3PoseNet):
+        return DLC3_FAMILY
     raise TypeError(f"cannot save a {type(net).__name__}: not a network deepercut can rebuild")
 
 
@@ -204,11 +209,21 @@ def _build_network(network: str, config: dict[str, Any]) -> nn.Module:
     """The (randomly initialised) network a checkpoint's ``network`` and ``config`` describe."""
     if network == OWN_NETWORK:
         return DeeperCut(DetectorConfig.from_dict(config))
-    from deepercut.model.external.tfslim_resnet import FAMILY, TFSlimPoseConfig, TFSlimPoseNet
+    from deepercut.model.external.dlc3 import FAMILY as DLC3_FAMILY
+    from deepercut.model.external.dlc3 import DLC3PoseConfig, DLC3PoseNet
+    from deepercut.model.external.tfslim_resnet import (
+        FAMILY,
+        TFSlimPoseConfig,
+        TFSlimPoseNet,
+    )
 
     if network == FAMILY:
         return TFSlimPoseNet(TFSlimPoseConfig.from_dict(config))
-    raise ValueError(f"unknown network {network!r} (expected {OWN_NETWORK!r} or {FAMILY!r})")
+    if network == DLC3_FAMILY:
+        return DLC3PoseNet(DLC3PoseConfig.from_dict(config))
+    raise ValueError(
+        f"unknown network {network!r} (expected {OWN_NETWORK!r}, {FAMILY!r} or {DLC3_FAMILY!r})"
+    )
 
 
 def _load_state(net: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:

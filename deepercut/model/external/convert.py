@@ -13,14 +13,21 @@ Supported sources (see :func:`detect_source`):
   ``pose/part_pred/part_pred/kernel``). Multi-animal models (part affinity fields, identity
   channels, the multi-stage and DLCRNet decoders), MobileNet and EfficientNet raise
   :class:`UnsupportedArchitecture`.
-- **DeepLabCut 3** (PyTorch ``.pt`` snapshots): recognised and read with
-  ``weights_only=True``; none of its architectures is supported yet (their timm backbones use
-  GroupNorm and their heads an un-padded transposed convolution whose grid is not a plain
-  stride), so every one raises :class:`UnsupportedArchitecture` naming what it found.
+- **DeepLabCut 3** (PyTorch ``.pt`` snapshots, read with ``weights_only=True``): a project
+  folder (``config.yaml`` + ``dlc-models-pytorch/...``), a ``train`` folder with
+  ``pytorch_config.yaml``, or a snapshot beside one. Single-animal bottom-up models with a
+  ``ResNet`` backbone (timm ``resnet50_gn``, DeepLabCut's ``resnet_50``; ``resnet50``,
+  ``resnet101`` = ``resnet_101``, ``resnet152``) and one ``HeatmapHead`` (heatmap and locref
+  deconvolutions, ``HeatmapPredictor``) whose maps have stride 8, see
+  :mod:`~deepercut.model.external.dlc3`. Top-down and conditional top-down models
+  (detectors, BUCTD), DEKR, part-affinity-field and identity heads, unique body parts,
+  DLCRNet, HRNet, CSPNeXt / RTMPose and necks raise :class:`UnsupportedArchitecture`
+  naming what the config holds.
 
-The converted model is a :class:`~deepercut.model.external.tfslim_resnet.TFSlimPoseNet` with
-its skeleton (part names from the config; MPII-14 and COCO-17 layouts get their full skeletons)
-and a *prior* pairwise model (:func:`prior_pairwise_model`), since neither project ships one in
+The converted model is a :class:`~deepercut.model.external.tfslim_resnet.TFSlimPoseNet` (a
+:class:`~deepercut.model.external.dlc3.DLC3PoseNet` for DeepLabCut 3) with its skeleton (part
+names from the config; MPII-14 and COCO-17 layouts get their full skeletons) and a *prior*
+pairwise model (:func:`prior_pairwise_model`), since neither project ships one in
 our feature set.
 """
 
@@ -37,6 +44,15 @@ import numpy as np
 import torch
 
 from deepercut.data.coco import COCO17
+from deepercut.model.external.dlc3 import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TIMM_RESNETS,
+    TRUNK_CHANNELS,
+    DLC3PoseConfig,
+    DLC3PoseNet,
+)
+from deepercut.model.external.dlc3 import LOCREF_STD as DLC3_LOCREF_STD
 from deepercut.model.external.tf_checkpoint import CheckpointFormatError, TFCheckpoint
 from deepercut.model.external.tfslim_resnet import (
     LOCREF_STDEV,
@@ -146,7 +162,8 @@ def source_files(path: str | os.PathLike[str]) -> list[Path]:
         raise CheckpointError(f"{path} is not a pose-tensorflow or DeepLabCut model")
     if kind == "dlc3":
         snapshot, config = _dlc3_files(Path(path))
-        return [config, snapshot]
+        project = _dlc3_project_of(config.parent)
+        return [config, snapshot] + ([project / "config.yaml"] if project is not None else [])
     cfg_path, prefix, project = _tf_files(Path(path), kind)
     files = [cfg_path, prefix.with_name(prefix.name + ".index")]
     files += sorted(prefix.parent.glob(prefix.name + ".data-*"))
@@ -559,37 +576,233 @@ def _dlc3_files(path: Path) -> tuple[Path, Path]:
 def describe_dlc3(path: str | os.PathLike[str]) -> str:
     """The architecture of a DeepLabCut 3 model, as its ``pytorch_config.yaml`` states it."""
     _, config_path = _dlc3_files(Path(path))
-    model = read_yaml(config_path).get("model") or {}
+    return describe_dlc3_config(read_yaml(config_path))
+
+
+def describe_dlc3_config(cfg: dict[str, Any]) -> str:
+    """``method, backbone, heads`` of a ``pytorch_config.yaml`` (what an error names)."""
+    model = cfg.get("model") or {}
     backbone = model.get("backbone") or {}
     heads = model.get("heads") or {}
     head_types = {name: (h or {}).get("type") for name, h in heads.items()}
-    return (
-        f"backbone {backbone.get('type')} {backbone.get('model_name', '')}".rstrip()
-        + f", heads {head_types}"
-    )
+    text = f"method {cfg.get('method', 'bu')}, backbone {backbone.get('type')}"
+    if backbone.get("model_name"):
+        text += f" {backbone['model_name']}"
+    if model.get("neck"):
+        text += f", neck {(model['neck'] or {}).get('type')}"
+    return text + f", heads {head_types}"
 
 
-def convert_dlc3_snapshot(path: str | os.PathLike[str]) -> Model:
-    """A DeepLabCut 3 PyTorch snapshot as our Model.
+#: What :func:`convert_dlc3_snapshot` reproduces, for error messages.
+DLC3_SUPPORTED = (
+    "supported are single-animal bottom-up models with a ResNet backbone (timm "
+    f"{', '.join(TIMM_RESNETS)}) and one HeatmapHead with a HeatmapPredictor at stride 8"
+)
 
-    The snapshot is read with ``torch.load(weights_only=True)`` (no code runs) and its
-    architecture from ``pytorch_config.yaml``; no DeepLabCut 3 architecture is reproduced yet.
+
+def _dlc3_project_of(train: Path) -> Path | None:
+    """The DeepLabCut 3 project holding a ``dlc-models-pytorch/.../train`` folder, if any."""
+    parts = train.resolve().parts
+    if "dlc-models-pytorch" in parts:
+        root = Path(*parts[: parts.index("dlc-models-pytorch")])
+        if (root / "config.yaml").is_file():
+            return root
+    return None
+
+
+def _deconv_layers(spec: Any, where: str, what: str) -> tuple[tuple[int, int, int], ...]:
+    """A DeconvModule config (``channels``, ``kernel_size``, ``strides``) as layer triples."""
+    if not isinstance(spec, dict):
+        raise UnsupportedArchitecture(f"{where}: HeatmapHead without a {what}")
+    if spec.get("final_conv"):
+        raise UnsupportedArchitecture(
+            f"{where}: the {what} ends in a final_conv, which is not supported; {DLC3_SUPPORTED}"
+        )
+    try:
+        channels = [int(c) for c in spec["channels"]]
+        kernels = [int(k) for k in spec["kernel_size"]]
+        strides = [int(v) for v in spec["strides"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: malformed {what} {spec}: {exc}") from exc
+    if not kernels or not len(channels) == len(kernels) + 1 == len(strides) + 1:
+        raise UnsupportedArchitecture(
+            f"{where}: {what} {spec} is not a chain of transposed convolutions"
+        )
+    if channels[0] != TRUNK_CHANNELS:
+        raise UnsupportedArchitecture(
+            f"{where}: {what} reads {channels[0]} channels, a bottleneck ResNet gives "
+            f"{TRUNK_CHANNELS}"
+        )
+    return tuple(zip(channels[1:], kernels, strides, strict=True))
+
+
+def _dlc3_architecture(cfg: dict[str, Any], where: str) -> tuple[DLC3PoseConfig, list[str]]:
+    """The network a ``pytorch_config.yaml`` describes, and its body-part names.
 
     Raises:
-        CheckpointError: unreadable snapshot or config.
-        UnsupportedArchitecture: always, naming the architecture found.
+        UnsupportedArchitecture: anything but a single-animal ResNet + HeatmapHead model.
     """
-    snapshot, _ = _dlc3_files(Path(path))
+    model = cfg.get("model") or {}
+    backbone = model.get("backbone") or {}
+    heads = model.get("heads") or {}
+    metadata = cfg.get("metadata") or {}
+    head = heads.get("bodypart") or {}
+    predictor = head.get("predictor") or {}
+    name = str(backbone.get("model_name", "resnet50")).split(".")[0]
+    problems = [
+        reason
+        for reason, present in (
+            (f"method {cfg.get('method')!r} (top-down: needs a detector)",
+             str(cfg.get("method", "bu")).lower() != "bu"),
+            (f"backbone {backbone.get('type')!r}", backbone.get("type") != "ResNet"),
+            (f"timm model {name!r}", backbone.get("type") == "ResNet" and name not in TIMM_RESNETS),
+            (f"a {(model.get('neck') or {}).get('type')} neck", bool(model.get("neck"))),
+            (f"heads {sorted(heads)}", sorted(heads) != ["bodypart"]),
+            (f"a {head.get('type')} bodypart head", head.get("type") != "HeatmapHead"),
+            (f"a {predictor.get('type')}", predictor.get("type") != "HeatmapPredictor"),
+            ("unique body parts", bool(metadata.get("unique_bodyparts"))),
+            ("identity prediction", bool(metadata.get("with_identity"))),
+        )
+        if present
+    ]
+    if problems:
+        raise UnsupportedArchitecture(
+            f"{where}: DeepLabCut 3 model ({describe_dlc3_config(cfg)}) is not supported "
+            f"({'; '.join(problems)}); {DLC3_SUPPORTED}"
+        )
+    bodyparts = [str(b) for b in metadata.get("bodyparts") or []]
+    if not bodyparts:
+        raise CheckpointError(f"{where}: pytorch_config.yaml names no metadata.bodyparts")
+    data = cfg.get("data") or {}
+    inference = data.get("inference") or {}
+    colormode = str(data.get("colormode", "RGB")).upper()
+    if colormode not in ("RGB", "BGR"):
+        raise UnsupportedArchitecture(f"{where}: colormode {colormode!r} (RGB or BGR are)")
+    if inference.get("normalize_images", True):
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    elif inference.get("scale_to_unit_range"):
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    else:  # the network reads 0..255
+        mean, std = (0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255)
+    for key in ("resize", "longest_max_size", "auto_padding"):
+        if inference.get(key):
+            log.warning(
+                "%s: DeepLabCut resizes/pads inference images (%s: %s); deepercut letterboxes "
+                "them into the model's input size instead",
+                where, key, inference[key],
+            )
+    locref_spec = head.get("locref_config")
+    try:
+        config = DLC3PoseConfig(
+            model_name=name,
+            output_stride=int(backbone.get("output_stride", 32)),
+            num_parts=len(bodyparts),
+            heatmap_layers=_deconv_layers(head.get("heatmap_config"), where, "heatmap_config"),
+            locref_layers=(
+                _deconv_layers(locref_spec, where, "locref_config") if locref_spec else ()
+            ),
+            locref=bool(predictor.get("location_refinement", True)) and bool(locref_spec),
+            apply_sigmoid=bool(predictor.get("apply_sigmoid", True)),
+            locref_std=float(predictor.get("locref_std", DLC3_LOCREF_STD)),
+            pixel_mean=mean,
+            pixel_std=std,
+            bgr=colormode == "BGR",
+        )
+    except (TypeError, ValueError) as exc:
+        raise UnsupportedArchitecture(f"{where}: {exc}; {DLC3_SUPPORTED}") from exc
+    return config, bodyparts
+
+
+def load_dlc3_weights(net: DLC3PoseNet, state: dict[str, Any], where: str) -> None:
+    """Load a DeepLabCut 3 ``model`` state dict into ``net``, checking names and shapes.
+
+    BatchNorm's ``num_batches_tracked`` counters are accepted and ignored.
+
+    Raises:
+        WeightsMismatch: listing the first few missing, unexpected and wrongly shaped entries.
+    """
+    own = net.state_dict()
+    ignored = {
+        k for k in state
+        if k.endswith(".num_batches_tracked")
+        and k.removesuffix("num_batches_tracked") + "running_mean" in own
+    }
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own and k not in ignored]
+    wrong = [
+        f"{k} {tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__} "
+        f"(expected {tuple(own[k].shape)})"
+        for k, v in state.items()
+        if k in own and (not isinstance(v, torch.Tensor) or v.shape != own[k].shape)
+    ]
+    if missing or unexpected or wrong:
+        raise WeightsMismatch(
+            f"{where}: weights do not fit {net.config.model_name} (output stride "
+            f"{net.config.output_stride}) with {net.num_parts} parts: missing {missing[:5]} "
+            f"({len(missing)}), unexpected {unexpected[:5]} ({len(unexpected)}), wrong shapes "
+            f"{wrong[:5]} ({len(wrong)})"
+        )
+    net.load_state_dict({k: state[k].float() for k in own})
+
+
+def convert_dlc3_snapshot(
+    path: str | os.PathLike[str], input_hw: tuple[int, int] | None = None
+) -> Model:
+    """A DeepLabCut 3 PyTorch snapshot (or its train folder / project) as our Model.
+
+    The snapshot is read with ``torch.load(weights_only=True)`` (no code runs), the
+    architecture and body parts from ``pytorch_config.yaml``; the project's ``config.yaml``
+    (when the snapshot sits in one) gives skeleton edges and the input size, as for
+    DeepLabCut 2.x.
+
+    Raises:
+        UnsupportedArchitecture: a model :mod:`~deepercut.model.external.dlc3` does not
+            reproduce (see :data:`DLC3_SUPPORTED`), naming what was found.
+        WeightsMismatch: the snapshot's weights do not fit that network.
+        CheckpointError: unreadable snapshot or config.
+    """
+    if input_hw is not None and (input_hw[0] % 16 or input_hw[1] % 16 or min(input_hw) <= 0):
+        raise ValueError(f"input size must be positive multiples of 16, got {input_hw}")
+    snapshot, config_path = _dlc3_files(Path(path))
+    cfg = read_yaml(config_path)
+    where = str(snapshot)
+    config, bodyparts = _dlc3_architecture(cfg, where)
     try:
         content = torch.load(snapshot, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unpickling failure: report it as a bad checkpoint
         raise CheckpointError(f"{snapshot} is not a readable PyTorch snapshot: {exc}") from exc
     if not isinstance(content, dict) or not isinstance(content.get("model"), dict):
         raise CheckpointError(f"{snapshot} is not a DeepLabCut 3 snapshot (no 'model' state)")
-    raise UnsupportedArchitecture(
-        f"{snapshot}: DeepLabCut 3 model ({describe_dlc3(path)}) is not supported; "
-        "supported are pose-tensorflow models and DeepLabCut 2.x single-animal ResNet-50/101/152 "
-        "TensorFlow models"
+    net = DLC3PoseNet(config)
+    load_dlc3_weights(net, content["model"], where)
+    net.eval()
+    project_dir = _dlc3_project_of(config_path.parent)
+    project = read_yaml(project_dir / "config.yaml") if project_dir is not None else None
+    pose_cfg = {
+        "num_joints": len(bodyparts),
+        "all_joints": [[i] for i in range(len(bodyparts))],
+        "all_joints_names": bodyparts,
+        "dataset_type": "deeplabcut3",
+    }
+    step = (content.get("metadata") or {}).get("epoch")  # DeepLabCut 3 counts epochs
+    if not isinstance(step, int):
+        step = _snapshot_number(snapshot.with_suffix(""))
+    meta = {
+        "imported_from": {
+            "family": "deeplabcut3",
+            "checkpoint": str(snapshot.resolve()),
+            "config": str(config_path.resolve()),
+            "step": step,
+            "architecture": describe_dlc3_config(cfg),
+        },
+        "pairwise_model": "prior (deepercut.model.external.convert.prior_pairwise_model)",
+    }
+    return Model(
+        net,  # type: ignore[arg-type]  (same interface as DeeperCut)
+        skeleton_from_config(pose_cfg, project),
+        input_hw or _project_input_hw(project) or DEFAULT_INPUT_HW,
+        pairwise_state(prior_pairwise_model(config.num_parts, offsets=False)),
+        meta,
     )
 
 
@@ -597,7 +810,7 @@ def convert(path: str | os.PathLike[str], input_hw: tuple[int, int] | None = Non
     """Convert any supported source (see the module docstring) to our Model."""
     kind = detect_source(path)
     if kind == "dlc3":
-        return convert_dlc3_snapshot(path)
+        return convert_dlc3_snapshot(path, input_hw)
     if kind is None:
         raise CheckpointError(
             f"{path} is not a pose-tensorflow model, a DeepLabCut project or snapshot"
