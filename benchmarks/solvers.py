@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 import ortools
 from machine_info import cpu_name
@@ -85,6 +86,7 @@ def machine() -> dict:
         "python": sys.version.split()[0],
         "ortools": ortools.__version__,
         "numpy": np.__version__,
+        "numba": numba.__version__,
         "load_average": list(os.getloadavg()),
     }
 

@@ -1,7 +1,7 @@
 """Primal heuristic: greedy additive edge contraction with labels, then local search.
 
-Everything runs on dense state×cluster arrays so that each step is a handful of numpy calls
-whatever the number of candidates:
+The search runs on dense tables, compiled with numba (a frame's instance has ~100 nodes, so
+per-call numpy overhead, not arithmetic, would dominate otherwise):
 
 - ``W[s, t]`` finite join cost between states ``s`` and ``t`` (0 for free pairs and for two
   states of one node), ``F[s, t] = 1`` where the join is forbidden;
@@ -9,199 +9,224 @@ whatever the number of candidates:
   would pay, and how many forbidden joins it would make, in cluster ``C``.
 
 *Contraction* (GAEC) starts from singletons, each node in its cheapest state, and repeatedly
-merges the cluster pairs whose total join cost is negative and not forbidden — all mutually
-best pairs at once, so a round is a few matrix operations instead of one merge. *Local search*
-then alternates rounds of node moves (to another cluster, to a new singleton, to suppression,
-back from suppression, or a relabel in place — whichever is cheapest for the node) with
-cluster joins, until neither improves. Moves of one round touch disjoint clusters, so their
-gains add up exactly.
+merges the cluster pair with the most negative total join cost that is not forbidden. *Local
+search* then alternates passes of node moves (each node, in turn, to whichever is cheapest:
+another cluster, a new singleton, suppression, back from suppression, or a relabel in place)
+with a contraction of the clusters, until neither improves. Every accepted step lowers the
+objective, so the search ends.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import boolean, float64, int64, njit, types
 
 from deepercut.solvers.instance import Instance, first_seen_ranks
 
 #: Improvements below this are treated as ties (float noise of incremental sums).
 _EPS = 1e-9
 
-
-class _State:
-    """Dense cost tables and the current assignment of one instance."""
-
-    def __init__(self, inst: Instance, state: np.ndarray, cluster: np.ndarray) -> None:
-        n, s = inst.num_nodes, inst.num_states
-        self.inst = inst
-        self.unary = inst.state_cost
-        self.single = s == n  # one state per node: node and state indices coincide
-        self.state_node = inst.state_node
-        self.state_start = inst.state_start
-        self.fixed = inst.fixed
-        self.w, self.f = inst.dense_costs
-        self.num_states = s
-        self.state = state.copy()
-        # Cluster slots: n + 1 so that an empty slot (a new singleton) always exists.
-        self.num_slots = n + 1
-        self.cluster = cluster.copy()
-        self.rebuild()
-
-    def rebuild(self) -> None:
-        """Recompute ``G``/``H`` from the assignment."""
-        kept = np.flatnonzero(self.state >= 0)
-        kept = kept[np.argsort(self.cluster[kept], kind="stable")]
-        slots = self.cluster[kept]
-        self.g = np.zeros((self.num_slots, self.num_states))
-        self.h = np.zeros((self.num_slots, self.num_states))
-        if len(kept):
-            starts = np.flatnonzero(np.r_[True, slots[1:] != slots[:-1]])
-            st = self.state[kept]
-            self.g[slots[starts]] = np.add.reduceat(self.w[st], starts)
-            self.h[slots[starts]] = np.add.reduceat(self.f[st], starts)
-
-    def node_moves(self) -> bool:
-        """One round of improving node moves on disjoint clusters; False if none improves."""
-        kept = self.state >= 0
-        num_nodes = len(self.state)
-        occupied = np.zeros(self.num_slots, bool)
-        occupied[self.cluster[kept]] = True
-        # Occupied slots plus one empty one (the "new singleton" option).
-        rows = np.flatnonzero(occupied)
-        empty = int(np.argmin(occupied))
-        rows = np.append(rows, empty)
-        current = np.zeros(num_nodes)
-        st, cl = self.state[kept], self.cluster[kept]
-        # A node in a forbidden join (only in a start being repaired) must move.
-        conflict = np.where(self.h[cl, st] > 0.5, np.inf, 0.0)
-        current[kept] = self.unary[st] + self.g[cl, st] + conflict
-        value = self.unary[None, :] + self.g[rows]
-        value[self.h[rows] > 0.5] = np.inf
-        best_row = value.argmin(0)
-        best_value = value[best_row, np.arange(value.shape[1])]
-        best_slot = rows[best_row]
-        if self.single:
-            node_state = np.arange(num_nodes)
-            node_value = best_value
-        else:
-            starts = self.state_start[:-1]
-            node_value = np.minimum.reduceat(best_value, starts)
-            hit = best_value <= np.repeat(node_value, np.diff(self.state_start))
-            node_state = np.minimum.reduceat(
-                np.where(hit, np.arange(len(best_value)), len(best_value)), starts
-            )
-        suppress = ~self.fixed & (node_value > 0)
-        delta = np.where(suppress, 0.0, node_value) - current
-        improving = np.flatnonzero(delta < -_EPS)
-        if len(improving) == 0:
-            return False
-        improving = improving[np.argsort(delta[improving], kind="stable")]
-
-        free_slots = np.flatnonzero(~occupied).tolist()
-        touched: set[int] = set()
-        moves = []
-        for d in improving.tolist():
-            src = int(self.cluster[d]) if kept[d] else -1
-            if suppress[d]:
-                dst, new_state = -1, -1
-            else:
-                new_state = int(node_state[d])
-                dst = int(best_slot[new_state])
-                if dst == empty:
-                    dst = free_slots.pop()
-            if src in touched or dst in touched:
-                continue
-            if src >= 0:
-                touched.add(src)
-            if dst >= 0:
-                touched.add(dst)
-            moves.append((d, src, dst, new_state))
-        for d, src, dst, new_state in moves:
-            if src >= 0:
-                old = self.state[d]
-                self.g[src] -= self.w[old]
-                self.h[src] -= self.f[old]
-            if dst >= 0:
-                self.g[dst] += self.w[new_state]
-                self.h[dst] += self.f[new_state]
-            self.state[d] = new_state
-            self.cluster[d] = dst
-        return True
-
-    def joins(self) -> bool:
-        """Merge every mutually best cluster pair with negative, non-forbidden join cost."""
-        kept = np.flatnonzero(self.state >= 0)
-        if len(kept) < 2:
-            return False
-        occupied = np.zeros(self.num_slots, bool)
-        occupied[self.cluster[kept]] = True
-        slots = np.flatnonzero(occupied)
-        if len(slots) < 2:
-            return False
-        # join[C, C'] = Σ_{d ∈ C'} G[C, state(d)]: columns of G summed per cluster (sorted
-        # reduceat, not a one-hot matmul: a multi-threaded BLAS is slow at these sizes).
-        kept = kept[np.argsort(self.cluster[kept], kind="stable")]
-        starts = np.flatnonzero(np.r_[True, np.diff(self.cluster[kept]) != 0])
-        st = self.state[kept]
-        join = np.add.reduceat(self.g[slots][:, st], starts, axis=1)
-        join[np.add.reduceat(self.h[slots][:, st], starts, axis=1) > 0.5] = np.inf
-        np.fill_diagonal(join, np.inf)
-        keep, gone = _mutual_best(join)
-        if len(keep) == 0:
-            return False
-        keep, gone = slots[keep], slots[gone]
-        self.g[keep] += self.g[gone]
-        self.h[keep] += self.h[gone]
-        self.g[gone] = 0.0
-        self.h[gone] = 0.0
-        remap = np.arange(self.num_slots)
-        remap[gone] = keep
-        self.cluster[kept] = remap[self.cluster[kept]]
-        return True
+_MATRIX, _COSTS, _INDEX, _MASK = float64[:, ::1], float64[::1], int64[::1], boolean[::1]
+#: Explicit signatures compile (or load from numba's on-disk cache) at import, so the first
+#: solve of a process does not spend its time limit compiling.
+_SIGNATURES = {
+    "_row_best": types.Tuple((float64, int64))(_MATRIX, _MASK, int64),
+    "_gaec": _INDEX(_MATRIX),
+    "_join_clusters": boolean(_MATRIX, _MATRIX, _INDEX, _INDEX, _MATRIX, _MATRIX, _INDEX),
+    "_move_nodes": boolean(
+        _MATRIX, _MATRIX, _COSTS, _INDEX, _MASK, _INDEX, _INDEX, _MATRIX, _MATRIX, _INDEX
+    ),
+    "_search": types.void(
+        _MATRIX, _MATRIX, _COSTS, _INDEX, _MASK, _INDEX, _INDEX, boolean, int64
+    ),
+}
 
 
-def _mutual_best(join: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Disjoint cluster pairs (rows ``keep`` < ``gone``) that are each other's cheapest
-    negative join; the globally cheapest pair is always among them. (Accepting more pairs
-    per round, e.g. a greedy matching of all proposals, costs more quality than it saves.)"""
-    rows = np.arange(len(join))
-    best = join.argmin(1)
-    mutual = (join[rows, best] < -_EPS) & (best[best] == rows) & (rows < best)
-    return rows[mutual], best[mutual]
+@njit(_SIGNATURES['_row_best'], cache=True)
+def _row_best(join: np.ndarray, active: np.ndarray, row: int) -> tuple[float, int]:
+    """The cheapest active column of ``join[row]`` (first one on ties) and its value."""
+    best, col = np.inf, -1
+    for t in range(join.shape[0]):
+        if active[t] and t != row and join[row, t] < best:
+            best, col = join[row, t], t
+    return best, col
 
 
-def _contract(inst: Instance, state: np.ndarray) -> np.ndarray:
-    """Greedy additive edge contraction of all nodes in fixed states; returns cluster ids.
-
-    Keeps the cluster×cluster join matrix (``+inf`` where a join is forbidden) and merges all
-    mutually best negative pairs per round by adding rows and columns.
-    """
-    n = inst.num_nodes
-    join = np.zeros((n, n))
-    finite = np.isfinite(inst.entry_cost)
-    chosen = np.zeros(inst.num_states, bool)
-    chosen[state] = True
-    use = chosen[inst.entry_a] & chosen[inst.entry_b]
-    u, v = inst.pair_u[inst.entry_pair[use]], inst.pair_v[inst.entry_pair[use]]
-    cost = np.where(finite[use], inst.entry_cost[use], np.inf)
-    join[u, v] = cost
-    join[v, u] = cost
-    np.fill_diagonal(join, np.inf)
+@njit(_SIGNATURES['_gaec'], cache=True)
+def _gaec(join: np.ndarray) -> np.ndarray:
+    """Greedy additive edge contraction of a symmetric cost matrix (``+inf`` = never join;
+    modified in place). Returns the root each row was merged into."""
+    n = join.shape[0]
+    active = np.ones(n, np.bool_)
     parent = np.arange(n)
+    best_val = np.empty(n)
+    best_col = np.empty(n, np.int64)
+    for r in range(n):
+        best_val[r], best_col[r] = _row_best(join, active, r)
     while True:
-        keep, gone = _mutual_best(join)
-        if len(keep) == 0:
+        keep, value = -1, -_EPS
+        for r in range(n):
+            if active[r] and best_val[r] < value:
+                keep, value = r, best_val[r]
+        if keep < 0:
             break
-        join[keep] += join[gone]
-        join[:, keep] += join[:, gone]
-        join[gone] = np.inf
-        join[:, gone] = np.inf
-        join[keep, keep] = np.inf
+        gone = best_col[keep]
+        active[gone] = False
         parent[gone] = keep
-    while True:  # resolve merge chains to their roots
-        grand = parent[parent]
-        if (grand == parent).all():
-            return parent
-        parent = grand
+        for t in range(n):
+            if active[t] and t != keep:
+                merged = join[keep, t] + join[gone, t]
+                join[keep, t] = merged
+                join[t, keep] = merged
+        for t in range(n):
+            if not active[t] or t == keep:
+                continue
+            if best_col[t] == keep or best_col[t] == gone:  # its best changed or vanished
+                best_val[t], best_col[t] = _row_best(join, active, t)
+            elif join[t, keep] < best_val[t]:
+                best_val[t], best_col[t] = join[t, keep], keep
+        best_val[keep], best_col[keep] = _row_best(join, active, keep)
+    for r in range(n):  # resolve merge chains to their roots
+        root = r
+        while parent[root] != root:
+            root = parent[root]
+        parent[r] = root
+    return parent
+
+
+@njit(_SIGNATURES['_join_clusters'], cache=True)
+def _join_clusters(
+    w: np.ndarray,
+    f: np.ndarray,
+    state: np.ndarray,
+    cluster: np.ndarray,
+    g: np.ndarray,
+    h: np.ndarray,
+    size: np.ndarray,
+) -> bool:
+    """Contract the current clusters (GAEC on their join costs); False if nothing merged."""
+    slots = np.flatnonzero(size > 0)
+    m = len(slots)
+    if m < 2:
+        return False
+    index = np.full(len(size), -1)
+    index[slots] = np.arange(m)
+    # join[A, B] = Σ_{d ∈ B} G[A, state(d)], +inf where any join inside would be forbidden.
+    join = np.zeros((m, m))
+    forbidden = np.zeros((m, m))
+    for d in range(len(state)):
+        if state[d] < 0:
+            continue
+        b = index[cluster[d]]
+        for a in range(m):
+            join[a, b] += g[slots[a], state[d]]
+            forbidden[a, b] += h[slots[a], state[d]]
+    for a in range(m):
+        join[a, a] = np.inf
+        for b in range(m):
+            if forbidden[a, b] > 0.5:
+                join[a, b] = np.inf
+    root = _gaec(join)
+    merged = False
+    for a in range(m):
+        if root[a] != a:
+            merged = True
+            src, dst = slots[a], slots[root[a]]
+            g[dst] += g[src]
+            h[dst] += h[src]
+            g[src] = 0.0
+            h[src] = 0.0
+            size[dst] += size[src]
+            size[src] = 0
+    if merged:
+        for d in range(len(state)):
+            if state[d] >= 0:
+                cluster[d] = slots[root[index[cluster[d]]]]
+    return merged
+
+
+@njit(_SIGNATURES['_move_nodes'], cache=True)
+def _move_nodes(
+    w: np.ndarray,
+    f: np.ndarray,
+    unary: np.ndarray,
+    state_start: np.ndarray,
+    fixed: np.ndarray,
+    state: np.ndarray,
+    cluster: np.ndarray,
+    g: np.ndarray,
+    h: np.ndarray,
+    size: np.ndarray,
+) -> bool:
+    """One pass of best-improvement moves, node by node; False if no node moved."""
+    moved = False
+    num_slots = len(size)
+    for d in range(len(state)):
+        old, src = state[d], cluster[d]
+        if old < 0:
+            current = 0.0
+        elif h[src, old] > 0.5:  # in a forbidden join (a start being repaired): must move
+            current = np.inf
+        else:
+            current = unary[old] + g[src, old]
+        best = np.inf if fixed[d] else 0.0  # 0: suppress
+        best_state, best_slot = -1, -1
+        empty_seen = False
+        for c in range(num_slots):
+            if size[c] == 0:
+                if empty_seen:  # one empty slot stands for "a new singleton"
+                    continue
+                empty_seen = True
+            for s in range(state_start[d], state_start[d + 1]):
+                if h[c, s] < 0.5:
+                    value = unary[s] + g[c, s]
+                    if value < best:
+                        best, best_state, best_slot = value, s, c
+        if not best < current - _EPS:
+            continue
+        if old >= 0:
+            g[src] -= w[old]
+            h[src] -= f[old]
+            size[src] -= 1
+        if best_state >= 0:
+            g[best_slot] += w[best_state]
+            h[best_slot] += f[best_state]
+            size[best_slot] += 1
+        state[d], cluster[d] = best_state, best_slot
+        moved = True
+    return moved
+
+
+@njit(_SIGNATURES['_search'], cache=True)
+def _search(
+    w: np.ndarray,
+    f: np.ndarray,
+    unary: np.ndarray,
+    state_start: np.ndarray,
+    fixed: np.ndarray,
+    state: np.ndarray,
+    cluster: np.ndarray,
+    contract_first: bool,
+    max_rounds: int,
+) -> None:
+    """Contraction (optional) and local search on ``state``/``cluster`` (slots 0..n, −1 when
+    suppressed), in place."""
+    n = len(state)
+    g = np.zeros((n + 1, len(unary)))  # n + 1 slots: an empty one always exists
+    h = np.zeros((n + 1, len(unary)))
+    size = np.zeros(n + 1, np.int64)
+    for d in range(n):
+        if state[d] >= 0:
+            g[cluster[d]] += w[state[d]]
+            h[cluster[d]] += f[state[d]]
+            size[cluster[d]] += 1
+    if contract_first:
+        _join_clusters(w, f, state, cluster, g, h, size)
+    for _ in range(max_rounds):
+        moved = _move_nodes(w, f, unary, state_start, fixed, state, cluster, g, h, size)
+        joined = _join_clusters(w, f, state, cluster, g, h, size)
+        if not (moved or joined):
+            break
 
 
 def _compact(state: np.ndarray, cluster: np.ndarray) -> np.ndarray:
@@ -239,13 +264,24 @@ def heuristic_assignment(
             hit = inst.state_cost <= np.repeat(cheapest, np.diff(inst.state_start))
             idx = np.where(hit, np.arange(inst.num_states), inst.num_states)
             state = np.minimum.reduceat(idx, inst.state_start[:-1])
-        search = _State(inst, state, _contract(inst, state))
+        cluster = np.arange(n)
+        contract_first = True
     else:
         cluster = np.where(state >= 0, _compact(state, cluster), -1)
-        search = _State(inst, state, cluster)
-    for _ in range(max_rounds):
-        moved = search.node_moves()
-        joined = search.joins()
-        if not (moved or joined):
-            break
-    return search.state, _compact(search.state, search.cluster)
+        contract_first = False
+    # Own int64 copies: the search works on them in place.
+    state = np.array(state, np.int64)
+    cluster = np.array(cluster, np.int64)
+    w, f = (np.ascontiguousarray(a, np.float64) for a in inst.dense_costs)
+    _search(
+        w,
+        f,
+        np.ascontiguousarray(inst.state_cost, np.float64),
+        np.ascontiguousarray(inst.state_start, np.int64),
+        np.ascontiguousarray(inst.fixed, np.bool_),
+        state,
+        cluster,
+        contract_first,
+        max_rounds,
+    )
+    return state, _compact(state, cluster)
