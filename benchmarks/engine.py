@@ -1,14 +1,15 @@
-"""End-to-end engine speed: fps, latency and the share of time per stage, for 0/1/2 workers.
+"""End-to-end engine speed: fps, latency and the share of time per stage, per input and workers.
 
 Runs :class:`deepercut.engine.pipeline.Engine` on ``examples/data/sample.mp4`` (640×480,
-25 fps, four people) in file mode, once per worker count, and reports frames per second,
-p50/p99 latency (frame decoded → poses handed back), the driver's time per stage (decode wait,
-detect, solve or wait for the solvers, write), the solvers' summed CPU time, the solver
-statuses and people per frame. Ray start-up is excluded (the pool starts before timing).
+25 fps, four people) in file mode, once per network input size and worker count, and reports
+frames per second, p50/p99 latency (frame decoded → poses handed back), the driver's time per
+stage (decode wait, detect, solve or wait for the solvers, write), the solvers' summed CPU
+time, the solver statuses and people per frame. Ray start-up is excluded (the pool starts
+before timing).
 
-    python benchmarks/engine.py [--model PATH] [--workers 0,1,2] [--max-frames N]
-        [--solver 3stage] [--batch-size 8] [--json benchmarks/results/engine.json]
-        [--md benchmarks/results/engine.md]
+    python benchmarks/engine.py [--model PATH] [--input-sizes model,336x448]
+        [--workers 0,1,2] [--max-frames N] [--solver 3stage] [--batch-size 8]
+        [--json benchmarks/results/engine.json] [--md benchmarks/results/engine.md]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import ray
 import torch
 from machine_info import cpu_name
 
+from deepercut.engine.cli_args import parse_hw
 from deepercut.engine.pipeline import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +61,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-def bench(args: argparse.Namespace, workers: int) -> dict[str, Any]:
+def bench(
+    args: argparse.Namespace, input_hw: tuple[int, int] | None, workers: int
+) -> dict[str, Any]:
     """One run of the video; the pool (and Ray) start before the clock does."""
     setup = time.perf_counter()
     with Engine(
@@ -68,13 +72,16 @@ def bench(args: argparse.Namespace, workers: int) -> dict[str, Any]:
         workers=workers,
         batch_size=args.batch_size,
         time_limit=args.time_limit,
+        input_hw=input_hw,
     ) as engine:
+        hw = engine.input_hw
         setup = time.perf_counter() - setup
         frames = sum(1 for _ in engine.run(str(args.video), max_frames=args.max_frames))
         stats = engine.stats
         result = stats.to_dict()
     total = sum(stats.stage_s.values()) or 1.0
     result.update(
+        input_hw=list(hw),
         workers=workers,
         frames=frames,
         setup_s=round(setup, 2),
@@ -82,7 +89,8 @@ def bench(args: argparse.Namespace, workers: int) -> dict[str, Any]:
         stage_share={k: round(v / total, 3) for k, v in stats.stage_s.items()},
     )
     print(
-        f"workers {workers}: {stats.fps:.2f} fps, latency p50 {stats.latency_ms(0.5):.0f} ms "
+        f"input {hw[0]}x{hw[1]}, workers {workers}: {stats.fps:.2f} fps, "
+        f"latency p50 {stats.latency_ms(0.5):.0f} ms "
         f"p99 {stats.latency_ms(0.99):.0f} ms, {stats.people_per_frame:.2f} people/frame",
         flush=True,
     )
@@ -92,16 +100,17 @@ def bench(args: argparse.Namespace, workers: int) -> dict[str, Any]:
 def table(runs: list[dict[str, Any]]) -> str:
     stages = list(runs[0]["stage_share"])
     lines = [
-        "| workers | fps | p50 latency ms | p99 latency ms | "
+        "| input | workers | fps | p50 latency ms | p99 latency ms | "
         + " | ".join(f"{s} %" for s in stages)
         + " | solver CPU s | people/frame | solver statuses |",
-        "|---:|---:|---:|---:|" + "---:|" * len(stages) + "---:|---:|---|",
+        "|---|---:|---:|---:|---:|" + "---:|" * len(stages) + "---:|---:|---|",
     ]
     for r in runs:
         shares = " | ".join(f"{100 * r['stage_share'][s]:.0f}" for s in stages)
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(r["statuses"].items()))
         lines.append(
-            f"| {r['workers']} | {r['fps']:.2f} | {r['latency_ms']['p50']:.0f} | "
+            f"| {r['input_hw'][0]}×{r['input_hw'][1]} | {r['workers']} | {r['fps']:.2f} | "
+            f"{r['latency_ms']['p50']:.0f} | "
             f"{r['latency_ms']['p99']:.0f} | {shares} | {r['solver_cpu_s']:.1f} | "
             f"{r['people_per_frame']:.2f} | {statuses} |"
         )
@@ -140,6 +149,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--video", type=Path, default=VIDEO)
     parser.add_argument("--model", default=None, help="checkpoint (default: the bundled model)")
+    parser.add_argument(
+        "--input-sizes",
+        default="model",
+        help="comma-separated network inputs HxW; 'model' = the model's own (default)",
+    )
     parser.add_argument("--workers", default="0,1,2", help="comma-separated worker counts")
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--solver", default="3stage")
@@ -150,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--note", default="", help="conditions worth recording (other load)")
     args = parser.parse_args(argv)
     info = machine()
-    runs = [bench(args, int(w)) for w in args.workers.split(",")]
+    sizes = [None if s == "model" else parse_hw(s) for s in args.input_sizes.split(",")]
+    runs = [bench(args, hw, int(w)) for hw in sizes for w in args.workers.split(",")]
     summary = {
         "machine": info,
         "settings": {

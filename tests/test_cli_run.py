@@ -94,6 +94,22 @@ def test_solver_settings_reach_the_stream(files, capsys) -> None:
     assert "heuristic fallbacks" in capsys.readouterr().err
 
 
+def test_min_parts_drops_smaller_people(files, capsys) -> None:
+    root, _ = files
+    counts = {}
+    for min_parts in (1, 3):
+        out = root / f"min{min_parts}.msgpack"
+        flags = f"--workers 0 --max-frames 4 --min-parts {min_parts}".split()
+        assert run(files, "-o", str(out), *flags) == 0
+        counts[min_parts] = [(p.keypoints[:, :, 2] > 0).sum(axis=1) for p in read(out)[1]]
+    # The tiny model leaves many 1- and 2-part fragments: 3 keeps only the larger people.
+    assert any((parts < 3).any() for parts in counts[1])
+    assert all(len(parts) and (parts >= 3).all() for parts in counts[3])
+    assert [sorted(p[p >= 3]) for p in counts[1]] == [sorted(p) for p in counts[3]]
+    assert run(files, "--workers", "0", "--min-parts", "15") == 2
+    assert "min_parts must be between 1 and 14" in capsys.readouterr().err
+
+
 def test_live_render_has_one_frame_per_source_frame_despite_drops(files) -> None:
     root, _ = files
     out, render = root / "live.msgpack", root / "live.mp4"

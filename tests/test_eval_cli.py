@@ -15,6 +15,7 @@ from deepercut.data.synthetic import generate_image, write_png
 from deepercut.engine.cli import main
 from deepercut.engine.cli_eval import ALL_SOLVERS, data_kind, parse_solvers
 from deepercut.evaluate import HELD_OUT_SEED
+from deepercut.model.io import load_model
 from deepercut.skeleton import MPII14
 
 torch = pytest.importorskip("torch")
@@ -52,13 +53,23 @@ def test_synthetic_pck_report_keeps_its_layout(tmp_path: Path, capsys) -> None:
     assert main(["eval", "--images", "2", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert set(report) == {
-        "data", "model", "images", "seed", "min_height", "threshold", "per_part", "joints",
-        "mean_pck", "seconds",
+        "input_hw", "data", "model", "images", "seed", "min_height", "threshold", "per_part",
+        "joints", "mean_pck", "seconds",
     }  # fmt: skip
     assert report["images"] == 2 and report["seed"] == HELD_OUT_SEED
+    assert report["input_hw"] == list(load_model().input_hw)
     assert list(report["per_part"]) == list(MPII14.parts)
     assert 0 < report["mean_pck"] <= 1
     assert "mean" in capsys.readouterr().out
+
+
+def test_input_size_overrides_the_models(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "pck.json"
+    assert main(["eval", "--images", "1", "--input-size", "240x320", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["input_hw"] == [240, 320]
+    assert "at 240x320" in capsys.readouterr().out
+    assert main(["eval", "--images", "1", "--input-size", "250x320"]) == 2
+    assert "multiple of 16" in capsys.readouterr().err
 
 
 def test_synthetic_pose_metrics_per_solver(tmp_path: Path, capsys) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from deepercut.engine.cli_args import parse_hw
 from deepercut.evaluate import HELD_OUT_SEED
 from deepercut.solvers import METHODS
 
@@ -50,6 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="synthetic: how many images (default 200); COCO/MPII/LSP: the image folder",
     )
     p.add_argument("--model", default=None, help="checkpoint (default: the bundled model)")
+    p.add_argument(
+        "--input-size",
+        type=parse_hw,
+        default=None,
+        help="network input HxW, multiples of 16 (default: the model's)",
+    )
     p.add_argument(
         "--solver",
         default=None,
@@ -139,9 +146,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
     model = load_model(args.model)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    predictor = Predictor(model, device=device)
+    predictor = Predictor(model, device=device, input_hw=args.input_size)
     run = {"synthetic": _eval_synthetic, "coco": _eval_coco, "mat": _eval_mat, "dlc": _eval_dlc}
-    report = run[kind](args, model, predictor, methods)
+    report = {"input_hw": list(predictor.input_hw), **run[kind](args, model, predictor, methods)}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
@@ -174,7 +181,8 @@ def _eval_synthetic(
     parts = model.skeleton.parts
     print(
         f"PCK@{args.threshold:g} of best candidates, {count} held-out synthetic images, "
-        f"people > {args.min_height:g} px ({args.model or 'bundled model'}, {seconds:.0f} s)"
+        f"people > {args.min_height:g} px ({args.model or 'bundled model'} at "
+        f"{predictor.input_hw[0]}x{predictor.input_hw[1]}, {seconds:.0f} s)"
     )
     print(ev.pck.table(parts))
     report: dict[str, Any] = {

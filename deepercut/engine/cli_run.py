@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from deepercut.engine.assemble import DEFAULT_MIN_PARTS
 from deepercut.engine.backend import BACKENDS
 from deepercut.engine.cli_args import parse_hw
 from deepercut.engine.pipeline import Engine, FrameResult, source_queue_size
@@ -68,6 +69,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="at most N people (animals) per frame, the highest-scoring; 1 for a single-animal "
         "project (default: all)",
+    )
+    p.add_argument(
+        "--min-parts",
+        type=int,
+        default=DEFAULT_MIN_PARTS,
+        metavar="N",
+        help="drop people with fewer than N parts, e.g. a detached forearm (default: %(default)s)",
     )
     p.add_argument(
         "--workers",
@@ -181,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
                 input_hw=args.input_size,
                 time_limit=args.time_limit,
                 max_people=args.max_people,
+                min_parts=args.min_parts,
                 max_in_flight=args.max_in_flight,
                 detector_actors=args.detector_actors,
                 track=args.track if args.track is not None else not os.path.isdir(args.source),

@@ -67,6 +67,11 @@ class FrameSolver:
                 raise ValueError(f"unknown solver method {name!r}; choose one of {METHODS}")
         if self.max_people is not None and self.max_people < 1:
             raise ValueError(f"max_people must be >= 1 or None, got {self.max_people}")
+        if not 1 <= self.min_parts <= self.skeleton.num_parts:
+            raise ValueError(
+                f"min_parts must be between 1 and {self.skeleton.num_parts} (the skeleton's "
+                f"parts), got {self.min_parts}"
+            )
         if not self.time_limit > 0:
             raise ValueError(f"time_limit must be positive, got {self.time_limit}")
         if self.pairwise.num_parts != self.skeleton.num_parts:

@@ -42,7 +42,7 @@ _SIGNATURES = {
 }
 
 
-@njit(_SIGNATURES['_row_best'], cache=True)
+@njit(_SIGNATURES["_row_best"], cache=True)
 def _row_best(join: np.ndarray, active: np.ndarray, row: int) -> tuple[float, int]:
     """The cheapest active column of ``join[row]`` (first one on ties) and its value."""
     best, col = np.inf, -1
@@ -52,7 +52,7 @@ def _row_best(join: np.ndarray, active: np.ndarray, row: int) -> tuple[float, in
     return best, col
 
 
-@njit(_SIGNATURES['_gaec'], cache=True)
+@njit(_SIGNATURES["_gaec"], cache=True)
 def _gaec(join: np.ndarray) -> np.ndarray:
     """Greedy additive edge contraction of a symmetric cost matrix (``+inf`` = never join;
     modified in place). Returns the root each row was merged into."""
@@ -94,7 +94,7 @@ def _gaec(join: np.ndarray) -> np.ndarray:
     return parent
 
 
-@njit(_SIGNATURES['_join_clusters'], cache=True)
+@njit(_SIGNATURES["_join_clusters"], cache=True)
 def _join_clusters(
     w: np.ndarray,
     f: np.ndarray,
@@ -145,7 +145,7 @@ def _join_clusters(
     return merged
 
 
-@njit(_SIGNATURES['_move_nodes'], cache=True)
+@njit(_SIGNATURES["_move_nodes"], cache=True)
 def _move_nodes(
     w: np.ndarray,
     f: np.ndarray,
@@ -197,7 +197,7 @@ def _move_nodes(
     return moved
 
 
-@njit(_SIGNATURES['_search'], cache=True)
+@njit(_SIGNATURES["_search"], cache=True)
 def _search(
     w: np.ndarray,
     f: np.ndarray,
