@@ -20,8 +20,9 @@ class SyntheticSource:
 
     Every draw is a new image, so the detector never sees the same sample twice. Joints
     hidden by a person in front are annotated but not visible (ignored by the scoremap loss).
-    The default heights (40–250 px) are those of 60–340-px people in a 480×640 frame after the
-    bundled model's 0.7× letterbox to its 336×448 input.
+    The default heights (40–250 px) are those of 60–340-px people in a 480×640 frame after a
+    0.7× letterbox to 336×448; for a 480×640 input, train with 60–340 px (``--heights 60 340``),
+    as the bundled model's last fine-tuning did.
     """
 
     image_hw: tuple[int, int] = (288, 288)
