@@ -12,7 +12,7 @@ block given by ``intermediate_block``; by default the last conv4 block: 4b22 of 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +22,18 @@ from deepercut.model.resnet import ResNet, freeze_batchnorm
 STRIDE = 8
 #: pose-tensorflow's locref normalisation (pixels at stride 8).
 LOCREF_STD = 7.2801
+
+
+ConfigT = TypeVar("ConfigT")
+
+
+def config_from_dict(cls: type[ConfigT], data: dict[str, Any], what: str) -> ConfigT:
+    """``cls(**data)`` for a network config dataclass, refusing keys it does not have (a
+    checkpoint from another version or network), named as ``what`` in the error."""
+    unknown = set(data) - set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    if unknown:
+        raise ValueError(f"unknown {what} config keys {sorted(unknown)}")
+    return cls(**data)
 
 
 @dataclass
@@ -57,11 +69,7 @@ class DetectorConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DetectorConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown detector config keys {sorted(unknown)}")
-        return cls(**data)
+        return config_from_dict(cls, data, "detector")
 
 
 class DetectorOutput(NamedTuple):

@@ -162,7 +162,7 @@ def source_files(path: str | os.PathLike[str]) -> list[Path]:
         raise CheckpointError(f"{path} is not a pose-tensorflow or DeepLabCut model")
     if kind == "dlc3":
         snapshot, config = _dlc3_files(Path(path))
-        project = _dlc3_project_of(config.parent)
+        project = _dlc_project_of(config.parent, "dlc-models-pytorch")
         return [config, snapshot] + ([project / "config.yaml"] if project is not None else [])
     cfg_path, prefix, project = _tf_files(Path(path), kind)
     files = [cfg_path, prefix.with_name(prefix.name + ".index")]
@@ -199,11 +199,12 @@ def _tf_files(path: Path, kind: str) -> tuple[Path, Path, Path | None]:
     return cfg, prefix, project
 
 
-def _dlc_project_of(train: Path) -> Path | None:
-    """The DeepLabCut project holding a ``dlc-models/.../train`` folder, if it is one."""
+def _dlc_project_of(train: Path, models_folder: str = "dlc-models") -> Path | None:
+    """The DeepLabCut project holding a ``<models_folder>/.../train`` folder, if it is one
+    (``dlc-models`` for DeepLabCut 2.x, ``dlc-models-pytorch`` for DeepLabCut 3)."""
     parts = train.resolve().parts
-    if "dlc-models" in parts:
-        root = Path(*parts[: parts.index("dlc-models")])
+    if models_folder in parts:
+        root = Path(*parts[: parts.index(models_folder)])
         if (root / "config.yaml").is_file():
             return root
     return None
@@ -496,8 +497,7 @@ def convert_tf_model(
         WeightsMismatch: the checkpoint does not fit the network its config describes.
         CheckpointError: missing or malformed configs.
     """
-    if input_hw is not None and (input_hw[0] % 16 or input_hw[1] % 16 or min(input_hw) <= 0):
-        raise ValueError(f"input size must be positive multiples of 16, got {input_hw}")
+    _check_input_hw(input_hw)
     path = Path(path)
     kind = detect_source(path)
     if kind not in ("pose-tensorflow", "dlc2"):
@@ -538,6 +538,12 @@ def convert_tf_model(
         pairwise_state(pairwise),
         meta,
     )
+
+
+def _check_input_hw(input_hw: tuple[int, int] | None) -> None:
+    """Refuse an input size the networks cannot take (None: the project's or the default)."""
+    if input_hw is not None and (input_hw[0] % 16 or input_hw[1] % 16 or min(input_hw) <= 0):
+        raise ValueError(f"input size must be positive multiples of 16, got {input_hw}")
 
 
 def _project_input_hw(project: dict[str, Any] | None) -> tuple[int, int] | None:
@@ -598,16 +604,6 @@ DLC3_SUPPORTED = (
     "supported are single-animal bottom-up models with a ResNet backbone (timm "
     f"{', '.join(TIMM_RESNETS)}) and one HeatmapHead with a HeatmapPredictor at stride 8"
 )
-
-
-def _dlc3_project_of(train: Path) -> Path | None:
-    """The DeepLabCut 3 project holding a ``dlc-models-pytorch/.../train`` folder, if any."""
-    parts = train.resolve().parts
-    if "dlc-models-pytorch" in parts:
-        root = Path(*parts[: parts.index("dlc-models-pytorch")])
-        if (root / "config.yaml").is_file():
-            return root
-    return None
 
 
 def _deconv_layers(spec: Any, where: str, what: str) -> tuple[tuple[int, int, int], ...]:
@@ -761,8 +757,7 @@ def convert_dlc3_snapshot(
         WeightsMismatch: the snapshot's weights do not fit that network.
         CheckpointError: unreadable snapshot or config.
     """
-    if input_hw is not None and (input_hw[0] % 16 or input_hw[1] % 16 or min(input_hw) <= 0):
-        raise ValueError(f"input size must be positive multiples of 16, got {input_hw}")
+    _check_input_hw(input_hw)
     snapshot, config_path = _dlc3_files(Path(path))
     cfg = read_yaml(config_path)
     where = str(snapshot)
@@ -776,7 +771,7 @@ def convert_dlc3_snapshot(
     net = DLC3PoseNet(config)
     load_dlc3_weights(net, content["model"], where)
     net.eval()
-    project_dir = _dlc3_project_of(config_path.parent)
+    project_dir = _dlc_project_of(config_path.parent, "dlc-models-pytorch")
     project = read_yaml(project_dir / "config.yaml") if project_dir is not None else None
     pose_cfg = {
         "num_joints": len(bodyparts),

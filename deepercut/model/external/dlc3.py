@@ -33,14 +33,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from deepercut.model.net import STRIDE, DecodedMaps, DetectorOutput
-from deepercut.model.resnet import FrozenBatchNorm2d
+# DeepLabCut 3's default ``locref_std`` is pose-tensorflow's.
+from deepercut.model.net import (
+    LOCREF_STD,
+    STRIDE,
+    DecodedMaps,
+    DetectorOutput,
+    config_from_dict,
+)
+from deepercut.model.resnet import Bottleneck, FrozenBatchNorm2d
 
 FAMILY = "dlc3_resnet"
 
@@ -56,8 +64,6 @@ TIMM_RESNETS: dict[str, tuple[tuple[int, int, int, int], str]] = {
 TRUNK_CHANNELS = 2048
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-#: DeepLabCut's default ``locref_std``.
-LOCREF_STD = 7.2801
 
 #: A transposed convolution of a DeconvModule: ``(out_channels, kernel, stride)``.
 Deconv = tuple[int, int, int]
@@ -160,10 +166,7 @@ class DLC3PoseConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DLC3PoseConfig:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown DeepLabCut 3 network config keys {sorted(unknown)}")
-        return cls(**data)
+        return config_from_dict(cls, data, "DeepLabCut 3 network")
 
 
 def _triples(layers: Any) -> tuple[Deconv, ...]:
@@ -186,45 +189,15 @@ def _norm(channels: int, config: DLC3PoseConfig) -> nn.Module:
     return FrozenBatchNorm2d(channels, config.norm_eps)
 
 
-class TimmBottleneck(nn.Module):
-    """timm's ``Bottleneck``: 1×1 → 3×3 (strided, dilated) → 1×1, norm after each, plus the
-    (projected) shortcut, ReLU after the sum."""
-
-    def __init__(
-        self,
-        cin: int,
-        width: int,
-        stride: int,
-        dilation: int,
-        downsample: nn.Module | None,
-        config: DLC3PoseConfig,
-    ) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
-        self.bn1 = _norm(width, config)
-        self.conv2 = nn.Conv2d(
-            width, width, 3, stride, padding=dilation, dilation=dilation, bias=False
-        )
-        self.bn2 = _norm(width, config)
-        self.conv3 = nn.Conv2d(width, 4 * width, 1, bias=False)
-        self.bn3 = _norm(4 * width, config)
-        self.downsample = downsample
-
-    def forward(self, x: Tensor) -> Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = F.relu(self.bn2(self.conv2(y)))
-        return F.relu(self.bn3(self.conv3(y)) + shortcut)
-
-
 class TimmResNet(nn.Module):
     """timm's bottleneck ``ResNet`` up to ``layer4`` (``forward_features``)."""
 
     def __init__(self, config: DLC3PoseConfig) -> None:
         super().__init__()
         units = TIMM_RESNETS[config.model_name][0]
+        norm = partial(_norm, config=config)
         self.conv1 = nn.Conv2d(3, 64, 7, 2, padding=3, bias=False)
-        self.bn1 = _norm(64, config)
+        self.bn1 = norm(64)
         cin, net_stride, dilation, previous = 64, 4, 1, 1
         for index, (count, width) in enumerate(zip(units, (64, 128, 256, 512), strict=True)):
             stride = 1 if index == 0 else 2
@@ -235,18 +208,19 @@ class TimmResNet(nn.Module):
             downsample = None
             if stride != 1 or cin != 4 * width:
                 downsample = nn.Sequential(
-                    nn.Conv2d(cin, 4 * width, 1, stride, bias=False), _norm(4 * width, config)
+                    nn.Conv2d(cin, 4 * width, 1, stride, bias=False), norm(4 * width)
                 )
+            # timm's Bottleneck is torchvision's (same layers, names and dilation rule).
             blocks = []
             for b in range(count):
                 blocks.append(
-                    TimmBottleneck(
+                    Bottleneck(
                         cin,
                         width,
                         stride if b == 0 else 1,
-                        previous,  # timm: a stage's first block keeps the old dilation
                         downsample if b == 0 else None,
-                        config,
+                        previous,  # timm: a stage's first block keeps the old dilation
+                        norm,
                     )
                 )
                 previous, cin = dilation, 4 * width

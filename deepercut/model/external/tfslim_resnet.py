@@ -38,7 +38,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from deepercut.model.net import DecodedMaps, DetectorOutput, decode_maps, pairwise_stat
+from deepercut.model.net import (
+    DecodedMaps,
+    DetectorOutput,
+    config_from_dict,
+    decode_maps,
+    pairwise_stat,
+)
 from deepercut.model.resnet import FrozenBatchNorm2d
 
 FAMILY = "tfslim_resnet_v1"
@@ -136,10 +142,7 @@ class TFSlimPoseConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TFSlimPoseConfig:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown TF-slim network config keys {sorted(unknown)}")
-        return cls(**data)
+        return config_from_dict(cls, data, "TF-slim network")
 
 
 def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
