@@ -10,13 +10,18 @@ everything around it (export with a dynamic batch, saving, the cache, reloading)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import importlib.util
+import io
 import json
 import logging
+import os
+import pickle
 import subprocess
 import sys
 import types
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +146,7 @@ def fake_tensorrt(monkeypatch, tmp_path):
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     # This machine has no GPU: accept the CPU as if it were one.
     monkeypatch.setattr(compile_mod, "require_tensorrt", lambda device: None)
-    monkeypatch.setenv(cache_mod.CACHE_ENV, str(tmp_path / "engines"))
+    monkeypatch.setenv(cache_mod.CACHE_ENV, str(tmp_path / "cache"))
     return calls
 
 
@@ -189,9 +194,7 @@ def test_eager_fp16_is_close_to_fp32() -> None:
 
 def test_network_without_pairwise_head_keeps_its_output_form() -> None:
     torch.manual_seed(0)
-    config = DetectorConfig(
-        arch="resnet18", num_parts=3, width=8, head_channels=16, pairwise=False
-    )
+    config = DetectorConfig(arch="resnet18", num_parts=3, width=8, head_channels=16, pairwise=False)
     net = DeeperCut(config).eval()
     detector = compile_detector(net, HW, 2, "fp16", "eager")
     with torch.no_grad():
@@ -338,10 +341,12 @@ def test_engine_key_changes_with_what_the_engine_depends_on() -> None:
 
 
 def test_cache_directory_follows_the_environment(monkeypatch, tmp_path) -> None:
+    # $DEEPERCUT_CACHE is the cache root; engines live in its ``engines`` folder.
     monkeypatch.setenv(cache_mod.CACHE_ENV, str(tmp_path / "x"))
-    assert default_cache_dir() == tmp_path / "x"
-    assert EngineCache().directory == tmp_path / "x"
+    assert default_cache_dir() == tmp_path / "x" / "engines"
+    assert EngineCache().directory == tmp_path / "x" / "engines"
     monkeypatch.delenv(cache_mod.CACHE_ENV)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     assert default_cache_dir() == Path.home() / ".cache" / "deepercut" / "engines"
 
 
@@ -352,7 +357,9 @@ def test_tensorrt_engine_is_cached_and_reloaded(fake_tensorrt, tmp_path) -> None
     assert fake_tensorrt["compile"] == 1 and fake_tensorrt["save"] == 1
     spec = fake_tensorrt["inputs"][0]
     assert (spec["min"], spec["opt"], spec["max"]) == ((1, 3, *HW), (2, 3, *HW), (4, 3, *HW))
-    assert first.cache_path is not None and first.cache_path.parent == tmp_path / "engines"
+    assert first.cache_path is not None
+    assert first.cache_path.parent == tmp_path / "cache" / "engines"
+    assert (tmp_path / "cache" / "engines").stat().st_mode & 0o777 == 0o700
     note = json.loads(first.cache_path.with_suffix(".json").read_text())
     assert note["input_hw"] == list(HW) and note["precision"] == "fp16"
 
@@ -367,6 +374,101 @@ def test_tensorrt_engine_is_cached_and_reloaded(fake_tensorrt, tmp_path) -> None
             assert_outputs_close(got, [t[:batch] for t in expected], atol=0.05, rtol=0.02)
     third = compile_detector(net, HW, (1, 2, 4), "fp32", "tensorrt")  # precision: a new key
     assert fake_tensorrt["compile"] == 2 and third.cache_path != first.cache_path
+
+
+class _Touch:
+    """Unpickles as ``open(path, "w")``: a pickle that runs code, leaving a marker file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def craft_engine(saved: bytes, marker: Path, how: str) -> bytes:
+    """A copy of a saved engine archive that runs code (creates ``marker``) when
+    ``torch.export.load`` reads it, by each of torch's pickle paths."""
+    evil = pickle.dumps(_Touch(marker))
+    source = zipfile.ZipFile(io.BytesIO(saved))
+    root = source.namelist()[0].split("/")[0]
+    members = {name: source.read(name) for name in source.namelist()}
+    weights_config = f"{root}/data/weights/model_weights_config.json"
+    if how == "use_pickle":  # a weight flagged use_pickle: torch.load(weights_only=False)
+        config = json.loads(members[weights_config])
+        first = next(iter(config["config"].values()))
+        first["use_pickle"] = True
+        members[weights_config] = json.dumps(config).encode()
+        members[f"{root}/data/weights/{first['path_name']}"] = evil
+    elif how == "sample_inputs":  # a failed weights_only load is retried with pickle
+        members[f"{root}/data/sample_inputs/model.pt"] = evil
+    elif how == "opaque":  # an opaque_obj_ constant goes through pickle.loads
+        name = f"{root}/data/constants/model_constants_config.json"
+        meta = next(iter(json.loads(members[weights_config])["config"].values()))["tensor_meta"]
+        entry = {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": False}
+        members[name] = json.dumps({"config": {"x": {**entry, "tensor_meta": meta}}}).encode()
+        # Padded to whole float32 elements: torch maps every payload as a tensor first.
+        members[f"{root}/data/constants/opaque_obj_0"] = evil + b"\0" * (-len(evil) % 8)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("how", ["use_pickle", "sample_inputs", "opaque"])
+def test_cached_engine_that_would_run_code_is_refused(fake_tensorrt, tmp_path, how) -> None:
+    net = tiny_net()
+    first = compile_detector(net, HW, (1, 2, 2), "fp32", "tensorrt")
+    entry = first.cache_path
+    crafted = craft_engine(entry.read_bytes(), tmp_path / "proof", how)
+    # The crafted archive really runs code through torch.export.load...
+    with contextlib.suppress(Exception):
+        torch.export.load(io.BytesIO(crafted))
+    assert (tmp_path / "proof").exists()
+    marker = tmp_path / "pwned"
+    crafted = craft_engine(entry.read_bytes(), marker, how)
+    cache = EngineCache()
+
+    # Planted without a valid MAC (also where earlier versions looked: <key>.ep).
+    entry.write_bytes(crafted)
+    entry.with_suffix(".ep").write_bytes(crafted)
+    second = compile_detector(net, HW, (1, 2, 2), "fp32", "tensorrt")
+    assert not marker.exists()
+    assert second.backend == "tensorrt" and fake_tensorrt["compile"] == 2
+    assert "cached engine refused" in second.reason and "MAC mismatch" in second.reason
+    # ... and the rebuilt engine replaced it, signed.
+    assert cache.read(entry.name) is not None
+
+    # Signed with this user's key (so only the content check stands in the way).
+    cache.write(entry.name, crafted)
+    third = compile_detector(net, HW, (1, 2, 2), "fp32", "tensorrt")
+    assert not marker.exists()
+    assert third.backend == "tensorrt" and fake_tensorrt["compile"] == 3
+    assert "cached engine refused" in third.reason and "UnsafeArchive" not in third.reason
+    with torch.no_grad():
+        assert_outputs_close(third(images(2)), net(images(2)), atol=1e-4)
+
+
+def test_engine_cache_others_can_write_is_not_used(fake_tensorrt, tmp_path) -> None:
+    net = tiny_net()
+    first = compile_detector(net, HW, (1, 2, 2), "fp32", "tensorrt")
+    folder = first.cache_path.parent
+    marker = tmp_path / "pwned"
+    EngineCache().write(
+        first.cache_path.name, craft_engine(first.cache_path.read_bytes(), marker, "use_pickle")
+    )
+    folder.chmod(0o777)  # anyone may plant entries here now
+    second = compile_detector(net, HW, (1, 2, 2), "fp32", "tensorrt")
+    assert not marker.exists() and second.backend == "tensorrt"
+    assert second.cache_path is None and fake_tensorrt["compile"] == 2
+    assert "engine cache not used" in second.reason and "mode 0777" in second.reason
+    if os.getuid() == 0:  # root can hand the folder to someone else
+        folder.chmod(0o700)
+        os.chown(folder, 4242, 4242)
+        third = compile_detector(net, HW, (1, 2, 2), "fp32", "tensorrt")
+        assert "owned by uid 4242" in third.reason and third.cache_path is None
+    assert not marker.exists()
 
 
 # ---------------------------------------------------------------- ONNX export
@@ -410,16 +512,20 @@ def test_export_cli(tmp_path, capsys) -> None:
     cli_export.register(parser.add_subparsers(dest="command"))
     out = tmp_path / "out" / "tiny.onnx"
     args = parser.parse_args(
-        [*("export", "onnx", str(out), "--model", str(checkpoint), "--hw", "64x96"),
-         *("--exporter", "torchscript", "--max-batch", "4")]
+        [
+            *("export", "onnx", str(out), "--model", str(checkpoint), "--hw", "64x96"),
+            *("--exporter", "torchscript", "--max-batch", "4"),
+        ]
     )
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert out.is_file() and "opset 18" in printed and "images [1..4, 3, 64, 96]" in printed
     assert "onnxruntime" in printed
     args = parser.parse_args(
-        [*("export", "tensorrt", str(tmp_path / "t.ep"), "--model", str(checkpoint)),
-         *("--batch", "1,4,8", "--device", "cpu")]
+        [
+            *("export", "tensorrt", str(tmp_path / "t.ep"), "--model", str(checkpoint)),
+            *("--batch", "1,4,8", "--device", "cpu"),
+        ]
     )
     assert args.batch == (1, 4, 8)
     with pytest.raises(RuntimeError, match=r"torch_tensorrt is not installed|CUDA"):
@@ -527,9 +633,7 @@ def test_pinned_upload_and_extraction_stay_on_the_gpu() -> None:
         maps = net.decode(net(images(2).cuda()))
         params = CandidateParams(min_score=0.0)
         found = extract_candidate_tensors(maps.probs, maps.locref, maps.pairwise, 8, params)
-    assert {t.device.type for t in (found.xy, found.score, found.offsets, found.valid)} == {
-        "cuda"
-    }
+    assert {t.device.type for t in (found.xy, found.score, found.offsets, found.valid)} == {"cuda"}
 
 
 def test_gpu_benchmark_report_math(tmp_path) -> None:
@@ -537,10 +641,20 @@ def test_gpu_benchmark_report_math(tmp_path) -> None:
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     rows = [
-        {"arch": "resnet101", "backend": "eager-fp32", "batch": 32, "fps": 250.0,
-         "ms_per_batch": 128.0},
-        {"arch": "resnet101", "backend": "tensorrt-fp16", "batch": 32, "fps": 1250.0,
-         "ms_per_batch": 25.6},
+        {
+            "arch": "resnet101",
+            "backend": "eager-fp32",
+            "batch": 32,
+            "fps": 250.0,
+            "ms_per_batch": 128.0,
+        },
+        {
+            "arch": "resnet101",
+            "backend": "tensorrt-fp16",
+            "batch": 32,
+            "fps": 1250.0,
+            "ms_per_batch": 25.6,
+        },
         {"arch": "resnet101", "backend": "compile-fp16", "batch": 32, "skipped": "no GPU"},
     ]
     bench.add_derived(rows, {"resnet101": 143.9}, 989.4)
@@ -550,10 +664,17 @@ def test_gpu_benchmark_report_math(tmp_path) -> None:
     goal = bench.goal_summary(rows, 989.4)
     assert goal["met"] and goal["backend"] == "tensorrt-fp16" and goal["fps"] == 1250.0
     report = {
-        "device": "NVIDIA H100 80GB HBM3", "card": "H100 SXM", "peak_fp16_tflops": 989.4,
-        "input_hw": [480, 640], "torch": "2.13.0", "torch_tensorrt": "2.13.0",
-        "compile_mode": "reduce-overhead", "date": "2026-01-01",
-        "gflops_per_frame": {"resnet101": 143.9}, "results": rows, "extraction": [],
+        "device": "NVIDIA H100 80GB HBM3",
+        "card": "H100 SXM",
+        "peak_fp16_tflops": 989.4,
+        "input_hw": [480, 640],
+        "torch": "2.13.0",
+        "torch_tensorrt": "2.13.0",
+        "compile_mode": "reduce-overhead",
+        "date": "2026-01-01",
+        "gflops_per_frame": {"resnet101": 143.9},
+        "results": rows,
+        "extraction": [],
         "goal": goal,
     }
     text = bench.markdown(report)
@@ -564,5 +685,7 @@ def test_gpu_benchmark_report_math(tmp_path) -> None:
     again = dict(report, results=[dict(rows[0], fps=260.0)], gflops_per_frame={})
     merged = bench.merge(tmp_path / "r.json", again)
     assert [(r["backend"], r.get("fps")) for r in merged["results"]] == [
-        ("tensorrt-fp16", 1250.0), ("compile-fp16", None), ("eager-fp32", 260.0)
+        ("tensorrt-fp16", 1250.0),
+        ("compile-fp16", None),
+        ("eager-fp32", 260.0),
     ]

@@ -159,8 +159,8 @@ class NetworkDetector:
         batch_size: the batch size compiled backends are optimised for (TensorRT accepts 1 to
             ``batch_size``; ``torch.compile`` pads smaller batches to it).
         precision: ``fp16`` or ``fp32``; default FP16 on CUDA, FP32 on the CPU.
-        cache_dir: TensorRT engine cache (default ``$DEEPERCUT_CACHE`` or
-            ``~/.cache/deepercut/engines``).
+        cache_dir: TensorRT engine folder (default ``engines`` under ``$DEEPERCUT_CACHE``
+            or ``~/.cache/deepercut``; see :mod:`deepercut.private_cache`).
     """
 
     def __init__(

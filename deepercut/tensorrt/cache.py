@@ -5,7 +5,9 @@ state-dict tensor's name, dtype, shape and bytes), the static input H×W, the ba
 precision, the GPU's name and the torch / torch-tensorrt / TensorRT versions. Changing any of
 them gives a new key, so a stale engine is never loaded; old entries are simply left behind.
 
-The directory is ``$DEEPERCUT_CACHE`` when set, else ``~/.cache/deepercut/engines``.
+The folder is ``engines`` under the cache root (``$DEEPERCUT_CACHE``, else
+``~/.cache/deepercut``): a private, MAC-verified cache (:mod:`deepercut.private_cache`), and
+engines are deserialised without any pickle path (:mod:`deepercut.tensorrt.safe_load`).
 """
 
 from __future__ import annotations
@@ -21,16 +23,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from deepercut.private_cache import CACHE_ENV, PrivateCache, folder
+
 log = logging.getLogger(__name__)
 
-#: Environment variable overriding the cache directory.
-CACHE_ENV = "DEEPERCUT_CACHE"
+__all__ = ["CACHE_ENV", "EngineCache", "EngineKey", "default_cache_dir"]
 
 
 def default_cache_dir() -> Path:
-    """``$DEEPERCUT_CACHE`` or ``~/.cache/deepercut/engines``."""
-    override = os.environ.get(CACHE_ENV)
-    return Path(override) if override else Path.home() / ".cache" / "deepercut" / "engines"
+    """``engines`` under the cache root (``$DEEPERCUT_CACHE`` or ``~/.cache/deepercut``)."""
+    return folder("engines")
 
 
 def weights_digest(net: nn.Module) -> str:
@@ -107,35 +109,25 @@ class EngineKey:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-class EngineCache:
-    """A folder of serialised engines named by key, each with a JSON note of its key's fields.
+class EngineCache(PrivateCache):
+    """A private folder of serialised engines named by key, each with a MAC sidecar and a JSON
+    note of its key's fields.
 
     Args:
         directory: where engines live; default :func:`default_cache_dir`.
     """
 
     def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
-        self.directory = Path(directory) if directory is not None else default_cache_dir()
+        super().__init__(directory if directory is not None else default_cache_dir())
 
-    def path(self, key: EngineKey, suffix: str = ".ep") -> Path:
-        """Where the engine for ``key`` is (or will be) stored."""
-        return self.directory / f"{key.digest[:32]}{suffix}"
+    @staticmethod
+    def entry(key: EngineKey, suffix: str = ".pt2") -> str:
+        """The file name of the engine for ``key``."""
+        return f"{key.digest[:32]}{suffix}"
 
-    def lookup(self, key: EngineKey, suffix: str = ".ep") -> Path | None:
-        """The stored engine's path, or ``None`` when there is none yet."""
-        path = self.path(key, suffix)
-        return path if path.is_file() else None
-
-    def staging_path(self, key: EngineKey, suffix: str = ".ep") -> Path:
-        """A temporary path to write a new engine to before :meth:`commit` moves it in place
-        (so a reader never sees a half-written engine)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        return self.path(key, suffix).with_name(f"{key.digest[:32]}.{os.getpid()}.tmp{suffix}")
-
-    def commit(self, key: EngineKey, staged: Path, suffix: str = ".ep") -> Path:
-        """Move a staged engine into place and write its note; returns the final path."""
-        path = self.path(key, suffix)
-        os.replace(staged, path)
+    def commit_engine(self, key: EngineKey, staged: Path, suffix: str = ".pt2") -> Path:
+        """Sign a staged engine, move it into place and write its note; returns its path."""
+        path = self.commit(self.entry(key, suffix), staged)
         note = dict(asdict(key), versions=dict(key.versions), digest=key.digest)
         path.with_suffix(".json").write_text(json.dumps(note, indent=2) + "\n")
         log.info("cached engine %s", path)

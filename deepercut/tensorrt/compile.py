@@ -36,7 +36,9 @@ from torch import Tensor, nn
 
 from deepercut.model.net import DetectorOutput
 from deepercut.model.resnet import FrozenBatchNorm2d
+from deepercut.private_cache import UntrustedCache
 from deepercut.tensorrt.cache import EngineCache, EngineKey
+from deepercut.tensorrt.safe_load import UnsafeArchive, load_exported_program
 
 log = logging.getLogger(__name__)
 
@@ -240,8 +242,9 @@ def compile_detector(
         backend: ``auto`` (eager on CPU, else the whole chain), ``tensorrt``, ``compile`` or
             ``eager``; a failing backend falls back to the next one.
         device: where it runs (default: where the network is).
-        cache_dir: TensorRT engine cache (default ``$DEEPERCUT_CACHE`` or
-            ``~/.cache/deepercut/engines``).
+        cache_dir: TensorRT engine folder (default ``engines`` under the cache root,
+            ``$DEEPERCUT_CACHE`` or ``~/.cache/deepercut``); it must be private to the user
+            (else engines are built but not cached, with a warning).
         compile_mode: ``torch.compile`` mode (``reduce-overhead``: CUDA graphs;
             ``max-autotune``: also benchmark kernel choices, minutes per shape; ``default``).
             Modes with CUDA graphs must run in the thread that built them (pytorch#123177).
@@ -277,7 +280,8 @@ def compile_detector(
             skipped.append(f"{candidate} unavailable: {_first_line(exc)}")
             continue
         built.build_seconds = time.perf_counter() - started
-        built.reason = "; ".join(skipped) if skipped else note
+        # The builder's own notes (e.g. a refused cached engine) follow the choice's reason.
+        built.reason = "; ".join([*(skipped or [note]), *([built.reason] if built.reason else [])])
         log.info(
             "detector backend: %s %s (%s)%s",
             built.backend,
@@ -367,11 +371,24 @@ def _build_tensorrt(spec: _Spec) -> CompiledDetector:
     if spec.input_hw is None:
         raise BackendUnavailable("compiled backends need a static input H×W")
     key = EngineKey.of(spec.net, spec.input_hw, spec.batch_range, spec.precision, spec.device)
-    cache = EngineCache(spec.cache_dir)
-    path = cache.lookup(key)
-    if path is not None:
-        module = torch.export.load(str(path)).module()
-    else:
+    module, path, notes = None, None, []
+    cache: EngineCache | None = EngineCache(spec.cache_dir)
+    try:
+        cache.prepare()
+    except (UntrustedCache, OSError) as exc:  # build anyway; a folder others control is unused
+        notes.append(f"engine cache not used: {exc}")
+        cache = None
+    if cache is not None:
+        try:
+            data = cache.read(cache.entry(key))
+            if data is not None:
+                module = load_exported_program(data).module()
+                path = cache.path(cache.entry(key))
+        except (UntrustedCache, UnsafeArchive) as exc:  # rebuilt below, replacing it
+            notes.append(f"cached engine refused: {exc}")
+    for line in notes:
+        log.warning("TensorRT %s", line)
+    if module is None:
         prepared = prepare(spec.net, spec.precision, channels_last=False, device=spec.device)
         module, path = build_tensorrt_module(prepared, spec.input_hw, spec.batch_range, cache, key)
         del prepared  # the engine holds its own weights
@@ -383,7 +400,7 @@ def _build_tensorrt(spec: _Spec) -> CompiledDetector:
         module,
         "tensorrt",
         spec.precision,
-        "",
+        "; ".join(notes),
         spec.input_hw,
         spec.batch_range,
         batch_sizes=range(lo, hi + 1),
@@ -401,10 +418,11 @@ def build_tensorrt_module(
     path: Path | None = None,
 ) -> tuple[nn.Module, Path | None]:
     """Compile a prepared network with torch-tensorrt (dynamo IR, dynamic batch, static H×W)
-    and save it as an ExportedProgram to ``path`` or into ``cache`` under ``key``.
+    and save it as an ExportedProgram to ``path`` or into ``cache`` under ``key`` (neither:
+    not saved).
 
-    Returns the compiled module and where it was saved (``None`` when saving failed: the
-    module still works, the next start just builds again).
+    Returns the compiled module and where it was saved (``None`` when not saved or saving
+    failed: the module still works, the next start just builds again).
     """
     import torch_tensorrt
 
@@ -423,11 +441,13 @@ def build_tensorrt_module(
         dtype=torch.float32,
     )
     module = torch_tensorrt.dynamo.compile(program, inputs=[spec])
-    if path is None and (cache is None or key is None):
-        raise ValueError("give either a path or a cache and its key")
+    if path is None and cache is None:
+        return module, None
+    if path is None and key is None:
+        raise ValueError("a cache needs the engine's key")
     saved: Path | None = None
     try:
-        target = path if path is not None else cache.staging_path(key)
+        target = path if path is not None else cache.staging_path(cache.entry(key))
         torch_tensorrt.save(
             module,
             str(target),
@@ -435,7 +455,7 @@ def build_tensorrt_module(
             arg_inputs=[example],
             dynamic_shapes=dynamic,
         )
-        saved = target if path is not None else cache.commit(key, target)
+        saved = target if path is not None else cache.commit_engine(key, target)
     except Exception as exc:  # a working engine that could not be saved is still an engine
         if path is not None:
             raise
@@ -475,4 +495,3 @@ def _device_of(net: nn.Module) -> torch.device:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
