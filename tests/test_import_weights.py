@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import shutil
 import struct
 from pathlib import Path
@@ -460,6 +461,40 @@ def test_load_model_converts_once_and_caches(tmp_path: Path, monkeypatch, expect
     assert len(list((tmp_path / "cache" / "imported").glob("*.pt"))) == 2
 
 
+def test_import_cache_only_uses_entries_it_signed(tmp_path: Path, caplog) -> None:
+    """A planted checkpoint at an import's cache key (a different model) is not used: the
+    project is converted again and the cache entry replaced; an open folder is not used."""
+    dlc = _copy(DLC, tmp_path)
+    first = load_model(dlc)
+    entry = tmp_path / "cache" / "imported" / f"{source_key(dlc)}.pt"
+    other = convert(POSETF, input_hw=(48, 64))  # a valid checkpoint of another model
+    save_model(entry, other)
+    with caplog.at_level(logging.WARNING):
+        assert load_model(dlc).skeleton == first.skeleton
+    assert "cached import refused" in caplog.text and "mode 0644" in caplog.text
+    save_model(entry, other)
+    entry.chmod(0o600)  # as if written by this user: only the MAC tells it apart
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        again = load_model(dlc)
+    assert "cached import refused" in caplog.text and "MAC mismatch" in caplog.text
+    assert again.skeleton == first.skeleton and again.skeleton != other.skeleton
+    assert load_model(dlc).skeleton == first.skeleton  # the entry was re-signed
+    save_model(entry, other)
+    entry.chmod(0o600)
+    entry.with_name(entry.name + ".mac").unlink()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert load_model(dlc).skeleton == first.skeleton
+    assert "no .mac sidecar" in caplog.text
+    (tmp_path / "cache" / "imported").chmod(0o775)
+    save_model(entry, other)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert load_model(dlc).skeleton == first.skeleton
+    assert "import cache not used" in caplog.text and "mode 0775" in caplog.text
+
+
 def test_input_size_follows_the_deeplabcut_videos(tmp_path: Path) -> None:
     dlc = _copy(DLC, tmp_path)
     _edit_cfg(dlc / "config.yaml", video_sets={"/data/mouse.avi": {"crop": "0, 1280, 0, 1018"}})
@@ -541,8 +576,17 @@ def test_skeletons_of_known_and_generic_layouts() -> None:
     coco = {
         "num_joints": 17,
         "all_joints": [[0], [1, 2], [3, 4], [5, 6], [7, 8], [9, 10], [11, 12], [13, 14], [15, 16]],
-        "all_joints_names": ["nose", "eye", "ear", "shoulder", "elbow", "wrist", "hip", "knee",
-                             "ankle"],
+        "all_joints_names": [
+            "nose",
+            "eye",
+            "ear",
+            "shoulder",
+            "elbow",
+            "wrist",
+            "hip",
+            "knee",
+            "ankle",
+        ],
     }
     assert skeleton_from_config(coco) is COCO17
     paired = {"num_joints": 3, "all_joints": [[0, 2], [1]], "all_joints_names": ["ear", "nose"]}

@@ -16,6 +16,7 @@ directly: it is converted once and cached (see :mod:`deepercut.model.external.co
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -152,8 +153,31 @@ def load_model(
         return import_model(path, map_location=map_location)
     if not path.is_file():
         raise FileNotFoundError(f"no model checkpoint at {path}")
+    ckpt = _read_checkpoint(path, str(path), map_location)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        if external is not None:  # a DeepLabCut 3 snapshot, not one of ours
+            return import_model(path, map_location=map_location)
+        raise CheckpointError(f"{path} is not a deepercut model (missing format {FORMAT!r})")
+    return _model_from(ckpt, str(path))
+
+
+def load_model_bytes(data: bytes, where: str, map_location: str | torch.device = "cpu") -> Model:
+    """A checkpoint held in memory (e.g. a verified cache entry); ``where`` names it in errors.
+
+    Raises:
+        CheckpointError: as :func:`load_model`.
+    """
+    ckpt = _read_checkpoint(io.BytesIO(data), where, map_location)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{where} is not a deepercut model (missing format {FORMAT!r})")
+    return _model_from(ckpt, where)
+
+
+def _read_checkpoint(
+    source: Path | io.BytesIO, where: str, map_location: str | torch.device
+) -> Any:
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(source, map_location=map_location, weights_only=True)
     except (
         pickle.UnpicklingError,
         zipfile.BadZipFile,
@@ -163,13 +187,13 @@ def load_model(
         UnicodeDecodeError,
     ) as exc:
         raise CheckpointError(
-            f"{path} is not a readable checkpoint (corrupt, truncated or not a torch file): "
+            f"{where} is not a readable checkpoint (corrupt, truncated or not a torch file): "
             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         ) from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        if external is not None:  # a DeepLabCut 3 snapshot, not one of ours
-            return import_model(path, map_location=map_location)
-        raise CheckpointError(f"{path} is not a deepercut model (missing format {FORMAT!r})")
+
+
+def _model_from(ckpt: dict[str, Any], path: str) -> Model:
+    """The model a loaded checkpoint dict describes (``path`` names it in errors)."""
     if ckpt.get("version") != VERSION:
         raise CheckpointError(f"{path}: unsupported checkpoint version {ckpt.get('version')!r}")
     missing = [k for k in ("config", "skeleton", "input_hw", "state_dict") if k not in ckpt]
@@ -226,7 +250,7 @@ def _build_network(network: str, config: dict[str, Any]) -> nn.Module:
     )
 
 
-def _load_state(net: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+def _load_state(net: nn.Module, state: dict[str, torch.Tensor], path: str) -> None:
     own = net.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -243,9 +267,7 @@ def _load_state(net: nn.Module, state: dict[str, torch.Tensor], path: Path) -> N
         )
     # torch keeps no checksums: damaged weight bytes often decode to NaN/inf, which would
     # silently give frames without people.
-    broken = [
-        k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()
-    ]
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:
         raise CheckpointError(
             f"{path}: non-finite values in {broken[:3]} ({len(broken)} tensors): damaged weights"

@@ -62,8 +62,15 @@ from deepercut.model.external.tfslim_resnet import (
     TFSlimPoseNet,
     tf_variable_map,
 )
-from deepercut.model.io import CheckpointError, Model, load_model, pairwise_state, save_model
+from deepercut.model.io import (
+    CheckpointError,
+    Model,
+    load_model_bytes,
+    pairwise_state,
+    save_model,
+)
 from deepercut.model.pairwise import FEATURE_NAMES, PairwiseModel, num_pair_classes
+from deepercut.private_cache import PrivateCache, UntrustedCache, folder
 from deepercut.skeleton import MPII14, Skeleton
 
 log = logging.getLogger(__name__)
@@ -285,8 +292,9 @@ def _tf_architecture(
             for u in range(units[b], n)
         ]
         extra = [
-            f"{scope}/block{b + 1}/unit_{u + 1}" for b, n in enumerate(units) for u in range(
-                expected[b], n)
+            f"{scope}/block{b + 1}/unit_{u + 1}"
+            for b, n in enumerate(units)
+            for u in range(expected[b], n)
         ]
         raise WeightsMismatch(
             f"{where}: {scope} has units {expected}, the checkpoint {tuple(units)}: missing "
@@ -381,9 +389,7 @@ def load_tf_weights(
 # ---------------------------------------------------------------------- skeleton, pairwise
 
 
-def skeleton_from_config(
-    cfg: dict[str, Any], project: dict[str, Any] | None = None
-) -> Skeleton:
+def skeleton_from_config(cfg: dict[str, Any], project: dict[str, Any] | None = None) -> Skeleton:
     """Part names, edges and stages of a pose config (and its DeepLabCut project config).
 
     pose-tensorflow's MPII-14 and COCO-17 layouts become :data:`MPII14` / :data:`COCO17`;
@@ -512,9 +518,7 @@ def convert_tf_model(
         raise CheckpointError(str(exc)) from exc
     config, naming, bn_scale = _tf_architecture(cfg, ckpt, where)
     if config.pairwise:
-        config.pairwise_mean, config.pairwise_std = _pairwise_stats(
-            cfg, cfg_path, config.num_parts
-        )
+        config.pairwise_mean, config.pairwise_std = _pairwise_stats(cfg, cfg_path, config.num_parts)
     net = TFSlimPoseNet(config)
     load_tf_weights(net, ckpt, naming, bn_scale, where)
     net.eval()
@@ -648,8 +652,10 @@ def _dlc3_architecture(cfg: dict[str, Any], where: str) -> tuple[DLC3PoseConfig,
     problems = [
         reason
         for reason, present in (
-            (f"method {cfg.get('method')!r} (top-down: needs a detector)",
-             str(cfg.get("method", "bu")).lower() != "bu"),
+            (
+                f"method {cfg.get('method')!r} (top-down: needs a detector)",
+                str(cfg.get("method", "bu")).lower() != "bu",
+            ),
             (f"backbone {backbone.get('type')!r}", backbone.get("type") != "ResNet"),
             (f"timm model {name!r}", backbone.get("type") == "ResNet" and name not in TIMM_RESNETS),
             (f"a {(model.get('neck') or {}).get('type')} neck", bool(model.get("neck"))),
@@ -685,7 +691,9 @@ def _dlc3_architecture(cfg: dict[str, Any], where: str) -> tuple[DLC3PoseConfig,
             log.warning(
                 "%s: DeepLabCut resizes/pads inference images (%s: %s); deepercut letterboxes "
                 "them into the model's input size instead",
-                where, key, inference[key],
+                where,
+                key,
+                inference[key],
             )
     locref_spec = head.get("locref_config")
     try:
@@ -719,7 +727,8 @@ def load_dlc3_weights(net: DLC3PoseNet, state: dict[str, Any], where: str) -> No
     """
     own = net.state_dict()
     ignored = {
-        k for k in state
+        k
+        for k in state
         if k.endswith(".num_batches_tracked")
         and k.removesuffix("num_batches_tracked") + "running_mean" in own
     }
@@ -817,13 +826,9 @@ def convert(path: str | os.PathLike[str], input_hw: tuple[int, int] | None = Non
 
 
 def cache_dir() -> Path:
-    """Where converted models are cached: ``$DEEPERCUT_CACHE``, else
-    ``$XDG_CACHE_HOME/deepercut`` (``~/.cache/deepercut``), then ``imported/``."""
-    root = os.environ.get("DEEPERCUT_CACHE")
-    if root is None:
-        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        root = str(Path(xdg) / "deepercut")
-    return Path(root) / "imported"
+    """Where converted models are cached: ``imported`` under the cache root
+    (``$DEEPERCUT_CACHE``, else ``$XDG_CACHE_HOME/deepercut`` or ``~/.cache/deepercut``)."""
+    return folder("imported")
 
 
 def source_key(path: str | os.PathLike[str]) -> str:
@@ -851,20 +856,32 @@ def import_model(
     Args:
         path: any source :func:`detect_source` recognises.
         map_location: where the loaded tensors go.
-        cache: cache folder (default :func:`cache_dir`); an unwritable one only costs the
-            cache (logged), never the conversion.
+        cache: cache folder (default :func:`cache_dir`); private and MAC-verified
+            (:mod:`deepercut.private_cache`): an unwritable or non-private one, or a refused
+            entry, only costs the cache (logged), never the conversion.
         refresh: convert again even when cached.
     """
-    folder = cache or cache_dir()
-    cached = folder / f"{source_key(path)}.pt"
-    if cached.is_file() and not refresh:
-        return load_model(cached, map_location)
-    model = convert(path)
+    store = PrivateCache(cache or cache_dir())
+    entry = f"{source_key(path)}.pt"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        save_model(cached, model)
-        log.info("converted %s, cached as %s", path, cached)
-    except OSError as exc:
-        log.warning("converted %s but could not cache it in %s: %s", path, folder, exc)
+        store.prepare()
+    except (UntrustedCache, OSError) as exc:  # convert anyway; cache nothing there
+        log.warning("import cache not used: %s", exc)
+        store = None
+    if store is not None and not refresh:
+        try:
+            data = store.read(entry)
+            if data is not None:
+                return load_model_bytes(data, str(store.path(entry)), map_location)
+        except (UntrustedCache, CheckpointError) as exc:  # converted again, replacing it
+            log.warning("cached import refused, converting again: %s", exc)
+    model = convert(path)
+    if store is not None:
+        try:
+            staged = store.staging_path(entry)
+            save_model(staged, model)
+            log.info("converted %s, cached as %s", path, store.commit(entry, staged))
+        except OSError as exc:
+            log.warning("converted %s but could not cache it in %s: %s", path, store.directory, exc)
     model.net.to(map_location)
     return model
