@@ -21,6 +21,7 @@ import json
 import os
 import pickle
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepercut.model.config_limits import check_parameter_budget
 from deepercut.model.net import DeeperCut, DetectorConfig
 from deepercut.model.pairwise import FEATURE_NAMES, PairwiseModel
 from deepercut.skeleton import Skeleton
@@ -36,6 +38,8 @@ from deepercut.skeleton import Skeleton
 FORMAT = "deepercut.model"
 VERSION = 1
 DEFAULT_MODEL = "default.pt"
+#: Largest input side a checkpoint may ask for (8K video is 7680 wide).
+MAX_INPUT_SIDE = 8192
 #: ``network`` of checkpoints of our own detector (also assumed when the key is absent).
 OWN_NETWORK = "deepercut"
 
@@ -199,10 +203,27 @@ def _model_from(ckpt: dict[str, Any], path: str) -> Model:
     missing = [k for k in ("config", "skeleton", "input_hw", "state_dict") if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {missing}")
+    for key in ("state_dict", "config", "skeleton"):
+        if not isinstance(ckpt[key], dict):
+            raise CheckpointError(f"{path}: {key} is a {type(ckpt[key]).__name__}, not a dict")
+    for key in ("meta", "pairwise"):
+        if ckpt.get(key) is not None and not isinstance(ckpt[key], dict):
+            raise CheckpointError(f"{path}: {key} is a {type(ckpt[key]).__name__}, not a dict")
+    input_hw = ckpt["input_hw"]
+    if not (
+        isinstance(input_hw, list | tuple)
+        and len(input_hw) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in input_hw)
+        and all(16 <= v <= MAX_INPUT_SIDE and v % 16 == 0 for v in input_hw)
+    ):
+        raise CheckpointError(
+            f"{path}: input_hw must be two multiples of 16 in [16, {MAX_INPUT_SIDE}], got "
+            f"{input_hw!r:.60}"
+        )
     try:
+        skeleton = Skeleton.from_dict(ckpt["skeleton"])
         net = _build_network(ckpt.get("network", OWN_NETWORK), ckpt["config"])
         config = net.config
-        skeleton = Skeleton.from_dict(ckpt["skeleton"])
     except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: invalid model configuration: {exc}") from exc
     if skeleton.num_parts != config.num_parts:
@@ -211,7 +232,7 @@ def _model_from(ckpt: dict[str, Any], path: str) -> Model:
         )
     _load_state(net, ckpt["state_dict"], path)
     net.eval()
-    h, w = (int(v) for v in ckpt["input_hw"])
+    h, w = input_hw
     return Model(net, skeleton, (h, w), ckpt.get("pairwise"), dict(ckpt.get("meta") or {}))
 
 
@@ -230,9 +251,8 @@ def _network_name(net: nn.Module) -> str:
 
 
 def _build_network(network: str, config: dict[str, Any]) -> nn.Module:
-    """The (randomly initialised) network a checkpoint's ``network`` and ``config`` describe."""
-    if network == OWN_NETWORK:
-        return DeeperCut(DetectorConfig.from_dict(config))
+    """The (randomly initialised) network a checkpoint's ``network`` and ``config`` describe,
+    after its values and size were checked (nothing is allocated for a refused config)."""
     from deepercut.model.external.dlc3 import FAMILY as DLC3_FAMILY
     from deepercut.model.external.dlc3 import DLC3PoseConfig, DLC3PoseNet
     from deepercut.model.external.tfslim_resnet import (
@@ -241,13 +261,17 @@ def _build_network(network: str, config: dict[str, Any]) -> nn.Module:
         TFSlimPoseNet,
     )
 
-    if network == FAMILY:
-        return TFSlimPoseNet(TFSlimPoseConfig.from_dict(config))
-    if network == DLC3_FAMILY:
-        return DLC3PoseNet(DLC3PoseConfig.from_dict(config))
-    raise ValueError(
-        f"unknown network {network!r} (expected {OWN_NETWORK!r}, {FAMILY!r} or {DLC3_FAMILY!r})"
-    )
+    builders: dict[str, Callable[[], nn.Module]] = {
+        OWN_NETWORK: lambda: DeeperCut(DetectorConfig.from_dict(config)),
+        FAMILY: lambda: TFSlimPoseNet(TFSlimPoseConfig.from_dict(config)),
+        DLC3_FAMILY: lambda: DLC3PoseNet(DLC3PoseConfig.from_dict(config)),
+    }
+    if network not in builders:
+        raise ValueError(
+            f"unknown network {network!r} (expected {OWN_NETWORK!r}, {FAMILY!r} or {DLC3_FAMILY!r})"
+        )
+    check_parameter_budget(builders[network], f"the {network} network")
+    return builders[network]()
 
 
 def _load_state(net: nn.Module, state: dict[str, torch.Tensor], path: str) -> None:

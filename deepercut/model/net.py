@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, TypeVar
 import torch
 from torch import Tensor, nn
 
+from deepercut.model.config_limits import check_config_values
 from deepercut.model.resnet import ResNet, freeze_batchnorm
 
 STRIDE = 8
@@ -29,10 +30,14 @@ ConfigT = TypeVar("ConfigT")
 
 def config_from_dict(cls: type[ConfigT], data: dict[str, Any], what: str) -> ConfigT:
     """``cls(**data)`` for a network config dataclass, refusing keys it does not have (a
-    checkpoint from another version or network), named as ``what`` in the error."""
+    checkpoint from another version or network) and values of the wrong type or out of
+    bounds (:mod:`deepercut.model.config_limits`), named as ``what`` in the error."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} config must be a dict, got {type(data).__name__}")
     unknown = set(data) - set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
     if unknown:
         raise ValueError(f"unknown {what} config keys {sorted(unknown)}")
+    check_config_values(cls, data, what)
     return cls(**data)
 
 
@@ -182,6 +187,8 @@ def pairwise_stat(value: list[Any] | None, num_parts: int, default: float) -> Te
     p = num_parts
     if value is None:
         return torch.full((p, p - 1, 2), default)
+    if len(value) != p:  # before converting: the list may be anything a checkpoint holds
+        raise ValueError(f"pairwise stats must be [{p}, {p - 1}, 2], got {len(value)} rows")
     stat = torch.tensor(value, dtype=torch.float32)
     if stat.shape != (p, p - 1, 2):
         raise ValueError(f"pairwise stats must be [{p}, {p - 1}, 2], got {tuple(stat.shape)}")

@@ -1,0 +1,111 @@
+"""Untrusted input files: checkpoints whose config would build a huge network, malformed
+checkpoints, ``.mat``/``.npz`` label files that inflate, malformed COCO json, DeepLabCut
+``.h5`` labels with pickled columns. Each is crafted here and must fail fast with a clear
+error; memory is measured in a fresh subprocess (peak RSS growth, a count of bytes)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from deepercut.model.io import Model, load_model, save_model
+from deepercut.model.net import DeeperCut, DetectorConfig
+from deepercut.skeleton import Skeleton
+
+REPO = Path(__file__).resolve().parent.parent
+#: Most a refused file may grow the loading process's peak RSS by.
+RSS_BUDGET_MB = 64
+
+# Loads each file given, prints one JSON line: the error per file and the peak RSS growth.
+_PROBE = """
+import json, resource, sys
+from deepercut.model.io import CheckpointError, load_model
+from deepercut.data.dataset import load_dataset
+loaders = {"checkpoint": load_model, "labels": load_dataset}
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+errors = {}
+for kind, path in zip(sys.argv[1::2], sys.argv[2::2]):
+    try:
+        loaders[kind](path)
+        errors[path] = None
+    except Exception as exc:
+        errors[path] = f"{type(exc).__name__}: {exc}"
+growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps({"errors": errors, "growth_mb": growth / 1024}))
+"""
+
+
+def probe(files: list[tuple[str, Path]]) -> dict:
+    """Load ``files`` (kind, path) in a fresh interpreter; its errors and peak RSS growth."""
+    args = [str(a) for kind, path in files for a in (kind, path)]
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def tiny_checkpoint(path: Path) -> dict:
+    """A real, loadable small checkpoint; returns its raw content."""
+    torch.manual_seed(0)
+    config = DetectorConfig(arch="resnet18", num_parts=4, width=8, head_channels=16)
+    skeleton = Skeleton("tiny", ("a", "b", "c", "d"), ((0, 1), (1, 2), (2, 3)), ((0, 1, 2, 3),))
+    save_model(path, Model(DeeperCut(config).eval(), skeleton, (64, 96)))
+    return torch.load(path, weights_only=True)
+
+
+def _skeleton(num_parts: int) -> dict:
+    parts = tuple(f"p{i}" for i in range(num_parts))
+    return Skeleton("many", parts, (), (tuple(range(num_parts)),)).to_dict()
+
+
+# (name, changes to the checkpoint, expected error text)
+HOSTILE = [
+    (
+        "issue_19",
+        {"config": {"num_parts": 400, "head_channels": 256}, "skeleton": _skeleton(400)},
+        "not in [1, 256]",
+    ),
+    ("pairwise", {"config": {"num_parts": 100}}, "a pairwise head for 100 parts (at most 64"),
+    ("parts", {"config": {"num_parts": 10**6, "pairwise": False}}, "not in [1, 256]"),
+    ("width", {"config": {"width": 10**5}}, "'width' = 100000 is not in"),
+    ("params", {"config": {"arch": "resnet152", "width": 256}}, "parameters (at most"),
+    ("arch", {"config": {"arch": "resnet9999"}}, "unknown arch"),
+    ("type", {"config": {"num_parts": "4"}}, "'num_parts' must be int"),
+    ("float", {"config": {"locref_std": float("nan")}}, "'locref_std' must be float"),
+    ("input_hw", {"input_hw": [100, 7]}, "input_hw must be two multiples of 16"),
+    ("input_hw_huge", {"input_hw": [2**20, 2**20]}, "input_hw must be"),
+    ("state_dict", {"state_dict": [1, 2]}, "state_dict is a list, not a dict"),
+    ("meta", {"meta": "x"}, "meta is a str, not a dict"),
+    ("config", {"config": [1]}, "config is a list, not a dict"),
+]
+
+
+def test_hostile_checkpoints_fail_fast_in_bounded_memory(tmp_path: Path) -> None:
+    raw = tiny_checkpoint(tmp_path / "good.pt")
+    files = []
+    for name, changes, _ in HOSTILE:
+        content = {**raw, "state_dict": {}}  # refused before weights matter: a ~7 KB file
+        for key, value in changes.items():
+            merge = isinstance(value, dict) and key == "config"
+            content[key] = {**raw[key], **value} if merge else value
+        path = tmp_path / f"{name}.pt"
+        torch.save(content, path)
+        assert path.stat().st_size < 20_000  # small files...
+        files.append(("checkpoint", path))
+    result = probe(files)
+    for (name, _, expected), (_, path) in zip(HOSTILE, files, strict=True):
+        error = result["errors"][str(path)]
+        assert error is not None and error.startswith("CheckpointError"), (name, error)
+        assert expected in error, (name, error)
+    # ... that ask for huge networks allocate nothing of them.
+    assert result["growth_mb"] < RSS_BUDGET_MB, result["growth_mb"]
+    assert load_model(tmp_path / "good.pt").net.num_parts == 4
