@@ -35,6 +35,7 @@ from deepercut.engine.pipeline import Engine, FrameResult, source_queue_size
 from deepercut.engine.sinks import PoseWriter, TcpSink, make_header
 from deepercut.engine.smoothing import OneEuroConfig
 from deepercut.engine.sources import Source, open_source
+from deepercut.outputs import refuse_overwriting_inputs
 from deepercut.skeleton import Skeleton
 from deepercut.solvers import METHODS
 
@@ -159,6 +160,10 @@ def run(args: argparse.Namespace) -> int:
     if args.realtime is not None:
         realtime = True if args.realtime < 0 else args.realtime
     say = _printer(args.quiet)
+    refuse_overwriting_inputs(
+        {"-o": args.out, "--render": args.render},
+        {"source": args.source, "--model": args.model, "--temporal-model": args.temporal_model},
+    )
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(
             open_source(

@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 import msgpack
 import numpy as np
 
+from deepercut.outputs import atomic_output, refuse_overwriting_inputs
 from deepercut.skeleton import Skeleton
 from deepercut.types import Poses
 
@@ -577,6 +578,12 @@ def _stream(stream: PoseStream | str | os.PathLike[str]) -> PoseStream:
     return stream if isinstance(stream, PoseStream) else read_poses(stream)
 
 
+def _refuse_same(stream: PoseStream | str | os.PathLike[str], out_path: Any) -> None:
+    """Converting a stream onto itself would destroy it: refuse before reading."""
+    source = stream.name if isinstance(stream, PoseStream) else stream
+    refuse_overwriting_inputs({"output": out_path}, {"input": source})
+
+
 def _json_safe(obj: Any) -> Any:
     """JSON-ready data: non-finite floats become null, tuples lists, numpy plain Python."""
     if isinstance(obj, float):
@@ -607,13 +614,16 @@ def _json_record(poses: Poses) -> dict[str, Any]:
 def to_jsonl(stream: PoseStream | str | os.PathLike[str], out_path: str | os.PathLike[str]) -> int:
     """Convert a pose stream to JSON lines: the header, then one frame object per line, with
     the stream's keys; NaN (and ±inf) become ``null``, numbers are rounded to 4 decimals.
+    Written atomically (temporary file, then rename); an output that is the input is refused
+    (:class:`~deepercut.outputs.OutputOverwritesInput`).
 
     Returns:
         The number of frames written.
     """
+    _refuse_same(stream, out_path)
     source = _stream(stream)
     count = 0
-    with source, open(out_path, "w", encoding="utf-8") as out:
+    with source, atomic_output(out_path) as staged, open(staged, "w", encoding="utf-8") as out:
         out.write(json.dumps(_json_safe(source.header), allow_nan=False, default=str) + "\n")
         for poses in source:
             out.write(json.dumps(_json_record(poses), allow_nan=False, separators=(",", ":")))
@@ -653,11 +663,13 @@ def to_dlc_csv(
     Tracked people are named ``id<track id>``; untracked ones (id −1) ``ind1..indM`` by their
     order in the frame, M the most untracked people in any frame. Absent parts are empty cells.
     The columns need a first pass over the frames: a path is read twice, an open
-    :class:`PoseStream` is held in memory.
+    :class:`PoseStream` is held in memory. Written atomically; an output that is the input is
+    refused.
 
     Returns:
         The number of frames (data rows) written.
     """
+    _refuse_same(stream, out_path)
     if isinstance(stream, PoseStream):
         with stream:
             frames = list(stream)
@@ -676,7 +688,7 @@ def to_dlc_csv(
     parts = list(skeleton.parts)
     names, slots = _dlc_slots(track_ids)
     width = len(names) * len(parts) * 3
-    with open(out_path, "w", newline="", encoding="utf-8") as out:
+    with atomic_output(out_path) as staged, open(staged, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         writer.writerow(["scorer"] + [scorer] * width)
         writer.writerow(["individuals"] + [n for n in names for _ in range(len(parts) * 3)])
