@@ -5,13 +5,20 @@ error; memory is measured in a fresh subprocess (peak RSS growth, a count of byt
 
 from __future__ import annotations
 
+import contextlib
 import json
+import pickle
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
 
+from deepercut.data.dataset import DatasetError
+from deepercut.data.dlc import read_collected_h5
 from deepercut.model.io import Model, load_model, save_model
 from deepercut.model.net import DeeperCut, DetectorConfig
 from deepercut.skeleton import Skeleton
@@ -109,3 +116,67 @@ def test_hostile_checkpoints_fail_fast_in_bounded_memory(tmp_path: Path) -> None
     # ... that ask for huge networks allocate nothing of them.
     assert result["growth_mb"] < RSS_BUDGET_MB, result["growth_mb"]
     assert load_model(tmp_path / "good.pt").net.num_parts == 4
+
+
+# ---------------------------------------------------------------- DeepLabCut .h5 labels
+
+
+class _Touch:
+    """Unpickles as ``open(path, "w")``: code that leaves a marker file when it runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def _labels_frame():
+    """A DeepLabCut CollectedData frame: 2 images, parts a/b, x/y (as DLC writes it)."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("tables")
+    pytest.importorskip("h5py")
+    columns = pd.MultiIndex.from_product(
+        [["scorer"], ["a", "b"], ["x", "y"]], names=["scorer", "bodyparts", "coords"]
+    )
+    index = pd.MultiIndex.from_tuples([("labeled-data", "v", f"img{i}.png") for i in range(2)])
+    return pd.DataFrame(np.arange(8.0).reshape(2, 4), index=index, columns=columns)
+
+
+def test_h5_labels_with_an_object_column_are_refused(tmp_path: Path) -> None:
+    import pandas as pd
+
+    frame = _labels_frame()
+    marker = tmp_path / "pwned"
+    frame[("scorer", "a", "note")] = [_Touch(marker), "x"]  # an object column: pickled
+    path = tmp_path / "CollectedData_scorer.h5"
+    with warnings.catch_warnings():  # pandas warns that it pickles the object column
+        warnings.simplefilter("ignore")
+        frame.to_hdf(path, key="df_with_missing", mode="w")
+    pd.read_hdf(path)  # the crafted file really runs code through pandas...
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(DatasetError, match="object column"):
+        read_collected_h5(path, ["a", "b"])
+    assert not marker.exists()
+
+
+def test_h5_labels_with_a_code_attribute_are_refused(tmp_path: Path) -> None:
+    import pandas as pd
+    import tables
+
+    path = tmp_path / "CollectedData_scorer.h5"
+    _labels_frame().to_hdf(path, key="df_with_missing", mode="w")
+    assert read_collected_h5(path, ["a", "b"])[1].shape == (2, 1, 2, 2)  # real files pass
+    marker = tmp_path / "pwned"
+    with tables.open_file(str(path), mode="a") as h5:  # PyTables unpickles "...." attributes
+        h5.root.df_with_missing.axis0_level0._v_attrs.name = np.bytes_(
+            pickle.dumps(_Touch(marker), protocol=0)
+        )
+    with contextlib.suppress(Exception):
+        pd.read_hdf(path)
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(DatasetError, match=r"attribute 'name' .* is a pickle that runs code"):
+        read_collected_h5(path, ["a", "b"])
+    assert not marker.exists()

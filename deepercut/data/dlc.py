@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from deepercut.data.dataset import VISIBLE, DatasetError, PoseDataset, PoseRecord
+from deepercut.data.h5_pickles import PickledCode, check_h5_has_no_code
 from deepercut.skeleton import Skeleton
 
 #: Largest part group a derived skeleton solves in one incremental stage.
@@ -99,9 +100,7 @@ def derive_stages(
     return tuple(tuple(order[i : i + max_parts]) for i in range(0, num_parts, max_parts))
 
 
-def dlc_skeleton(
-    config: dict[str, Any], stages: Sequence[Sequence[str]] | None = None
-) -> Skeleton:
+def dlc_skeleton(config: dict[str, Any], stages: Sequence[Sequence[str]] | None = None) -> Skeleton:
     """The :class:`Skeleton` of a DLC config (``stages``: part-name groups, to override)."""
     parts = project_parts(config)
     edges = []
@@ -162,15 +161,24 @@ def read_collected_csv(
 def read_collected_h5(
     path: str | Path, parts: Sequence[str]
 ) -> tuple[list[str], np.ndarray, list[str]]:
-    """Read a ``CollectedData_*.h5`` (a pandas DataFrame; needs pandas and PyTables)."""
+    """Read a ``CollectedData_*.h5`` (a pandas DataFrame; needs pandas, PyTables and h5py).
+
+    The file is first checked for anything pandas would unpickle into code (object columns,
+    attribute pickles that import or call: :mod:`deepercut.data.h5_pickles`) and refused.
+    """
     try:
+        import h5py  # noqa: F401  (the pickle check)
         import pandas as pd
+        import tables
     except ImportError as exc:
-        raise ImportError("reading DLC .h5 files needs pandas and tables") from exc
+        raise ImportError("reading DLC .h5 files needs pandas, tables and h5py") from exc
     path = Path(path)
     try:
+        check_h5_has_no_code(path)
         df = pd.read_hdf(path)
-    except (ValueError, KeyError, OSError) as exc:
+    except PickledCode as exc:
+        raise DatasetError(f"refusing a label file that would run code: {exc}") from exc
+    except (ValueError, KeyError, OSError, tables.HDF5ExtError) as exc:
         raise DatasetError(f"{path}: not a readable DLC h5 file: {exc}") from exc
     names = list(df.columns.names)
     if "bodyparts" not in names or "coords" not in names:
