@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepercut.data.dataset import DatasetError
+from deepercut.data.dataset import DatasetError, load_dataset
 from deepercut.data.dlc import read_collected_h5
 from deepercut.model.io import Model, load_model, save_model
 from deepercut.model.net import DeeperCut, DetectorConfig
@@ -32,7 +32,8 @@ _PROBE = """
 import json, resource, sys
 from deepercut.model.io import CheckpointError, load_model
 from deepercut.data.dataset import load_dataset
-loaders = {"checkpoint": load_model, "labels": load_dataset}
+from deepercut.model.pairwise import PairwiseModel
+loaders = {"checkpoint": load_model, "labels": load_dataset, "pairwise": PairwiseModel.load}
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 errors = {}
 for kind, path in zip(sys.argv[1::2], sys.argv[2::2]):
@@ -116,6 +117,76 @@ def test_hostile_checkpoints_fail_fast_in_bounded_memory(tmp_path: Path) -> None
     # ... that ask for huge networks allocate nothing of them.
     assert result["growth_mb"] < RSS_BUDGET_MB, result["growth_mb"]
     assert load_model(tmp_path / "good.pt").net.num_parts == 4
+
+
+# ---------------------------------------------------------------- .mat / .npz / COCO json
+
+
+def test_inflating_mat_and_npz_files_are_refused_in_bounded_memory(tmp_path: Path) -> None:
+    scipy_io = pytest.importorskip("scipy.io")
+    lsp = tmp_path / "joints.mat"  # LSP layout, 1 M people: 336 MB of zeros
+    scipy_io.savemat(lsp, {"joints": np.zeros((3, 14, 1_000_000))}, do_compression=True)
+    mpii = tmp_path / "mpii.mat"  # an MPII-like RELEASE struct with a 320 MB field
+    release = {"annolist": np.zeros((1, 40_000_000)), "img_train": np.zeros(1)}
+    scipy_io.savemat(mpii, {"RELEASE": release}, do_compression=True)
+    npz = tmp_path / "pairwise.npz"  # a pairwise model file with a 400 MB weights array
+    meta = json.dumps({"format": "deepercut.pairwise", "version": 1})
+    np.savez_compressed(npz, meta=np.array(meta), weights=np.zeros(50_000_000))
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, meta=np.array(meta), weights=np.array([{"a": 1}], dtype=object))
+    for path in (lsp, mpii, npz):
+        assert path.stat().st_size < 2_000_000  # small files...
+    files = [("labels", lsp), ("labels", mpii), ("pairwise", npz), ("pairwise", objects)]
+    result = probe(files)
+    errors = [result["errors"][str(path)] for _, path in files]
+    for error in errors[:3]:
+        assert error is not None and "more than" in error and "refusing to load it" in error
+    assert errors[0].startswith("DatasetError") and errors[1].startswith("DatasetError")
+    assert errors[2].startswith("ValueError") and "pairwise model" in errors[2]
+    assert "object array" in errors[3]
+    # ... that would inflate to hundreds of MB allocate none of it.
+    assert result["growth_mb"] < RSS_BUDGET_MB, result["growth_mb"]
+
+
+def test_small_lsp_mat_still_loads(tmp_path: Path) -> None:
+    scipy_io = pytest.importorskip("scipy.io")
+    lsp = tmp_path / "joints.mat"
+    joints = np.ones((3, 14, 5))
+    joints[2] = 0  # LSP: flag 0 = visible
+    scipy_io.savemat(lsp, {"joints": joints, "other": np.zeros(3)}, do_compression=True)
+    dataset = load_dataset(lsp)
+    assert len(dataset) == 5 and dataset.records[0].keypoints.shape == (1, 14, 3)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda d: d["annotations"][0].pop("image_id"),
+            "lacks the key 'image_id'",
+        ),
+        (lambda d: d["images"][0].pop("id"), r"images\[0\] lacks the key 'id'"),
+        (lambda d: d["annotations"][0].update(keypoints=7), "has int keypoint values"),
+        (lambda d: d["annotations"][0].update(image_id="x"), r"annotations\[0\] is malformed"),
+        (lambda d: d["annotations"].append(3), r"annotations\[1\] is malformed"),
+    ],
+)
+def test_malformed_coco_json_is_a_clear_error(tmp_path: Path, change, expected) -> None:
+    (tmp_path / "images").mkdir()
+    doc = {
+        "images": [{"id": 1, "file_name": "a.jpg"}],
+        "annotations": [
+            {"id": 5, "image_id": 1, "category_id": 1, "keypoints": [0] * 51, "area": 1.0}
+        ],
+        "categories": [{"id": 1, "name": "person"}],
+    }
+    path = tmp_path / "person_keypoints_x.json"
+    path.write_text(json.dumps(doc))
+    assert len(load_dataset(path)) == 1
+    change(doc)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DatasetError, match=expected):
+        load_dataset(path)
 
 
 # ---------------------------------------------------------------- DeepLabCut .h5 labels

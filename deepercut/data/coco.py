@@ -42,8 +42,25 @@ COCO17 = Skeleton(
     name="coco17",
     parts=COCO_PARTS,
     edges=(
-        (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7),
-        (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+        (15, 13),
+        (13, 11),
+        (16, 14),
+        (14, 12),
+        (11, 12),
+        (5, 11),
+        (6, 12),
+        (5, 6),
+        (5, 7),
+        (6, 8),
+        (7, 9),
+        (8, 10),
+        (1, 2),
+        (0, 1),
+        (0, 2),
+        (1, 3),
+        (2, 4),
+        (3, 5),
+        (4, 6),
     ),
     # DeeperCut's order, COCO's parts: {head, shoulders} → +{elbows, wrists} → +{legs}.
     stages=((0, 1, 2, 3, 4, 5, 6), (7, 8, 9, 10), (11, 12, 13, 14, 15, 16)),
@@ -78,35 +95,50 @@ def load_coco(json_path: str | Path, images: str | Path | None = None) -> PoseDa
     if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
         raise DatasetError(f"{json_path}: not a COCO annotation file (no images/annotations)")
     image_dir = Path(images) if images is not None else default_image_dir(json_path)
-    person_ids = {c["id"] for c in data.get("categories", []) if c.get("name") == "person"}
-    if not person_ids:
-        person_ids = {1}
-    by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for ann in data["annotations"]:
-        if ann.get("category_id") in person_ids and not ann.get("iscrowd", 0):
-            by_image[int(ann["image_id"])].append(ann)
-    p = len(COCO_PARTS)
-    records = []
-    for info in data["images"]:
-        anns = by_image.get(int(info["id"]))
-        if not anns:
-            continue
-        kp = np.zeros((len(anns), p, 3), np.float32)
-        for m, ann in enumerate(anns):
-            values = ann.get("keypoints") or [0] * (3 * p)
-            if len(values) != 3 * p:
-                raise DatasetError(
-                    f"{json_path}: annotation {ann.get('id')} has {len(values)} keypoint values, "
-                    f"expected {3 * p}"
-                )
-            kp[m] = np.asarray(values, np.float32).reshape(p, 3)
-        records.append(
-            PoseRecord(
-                image_path=image_dir / info["file_name"],
-                image_id=int(info["id"]),
-                keypoints=kp,
-                area=np.array([float(a.get("area", 0.0)) for a in anns], np.float64),
-                bbox=np.array([a.get("bbox", [0, 0, 0, 0]) for a in anns], np.float64),
-            )
-        )
+    where = "categories"
+    try:
+        person_ids = {c["id"] for c in data.get("categories", []) if c.get("name") == "person"}
+        if not person_ids:
+            person_ids = {1}
+        by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for i, ann in enumerate(data["annotations"]):
+            where = f"annotations[{i}]"
+            if ann.get("category_id") in person_ids and not ann.get("iscrowd", 0):
+                by_image[int(ann["image_id"])].append(ann)
+        records = []
+        for i, info in enumerate(data["images"]):
+            where = f"images[{i}]"
+            anns = by_image.get(int(info["id"]))
+            if anns:
+                records.append(_record(info, anns, image_dir, json_path))
+    except DatasetError:
+        raise
+    except KeyError as exc:
+        raise DatasetError(f"{json_path}: {where} lacks the key {exc}") from exc
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise DatasetError(f"{json_path}: {where} is malformed: {exc}") from exc
     return PoseDataset(COCO17, records, f"coco:{json_path}")
+
+
+def _record(
+    info: dict[str, Any], anns: list[dict[str, Any]], image_dir: Path, json_path: Path
+) -> PoseRecord:
+    """One image's people (annotations with no keypoints count as all unlabelled)."""
+    p = len(COCO_PARTS)
+    kp = np.zeros((len(anns), p, 3), np.float32)
+    for m, ann in enumerate(anns):
+        values = ann.get("keypoints") or [0] * (3 * p)
+        if not isinstance(values, list) or len(values) != 3 * p:
+            count = len(values) if isinstance(values, list) else type(values).__name__
+            raise DatasetError(
+                f"{json_path}: annotation {ann.get('id')} has {count} keypoint values, "
+                f"expected {3 * p}"
+            )
+        kp[m] = np.asarray(values, np.float32).reshape(p, 3)
+    return PoseRecord(
+        image_path=image_dir / info["file_name"],
+        image_id=int(info["id"]),
+        keypoints=kp,
+        area=np.array([float(a.get("area", 0.0)) for a in anns], np.float64),
+        bbox=np.array([a.get("bbox", [0, 0, 0, 0]) for a in anns], np.float64),
+    )

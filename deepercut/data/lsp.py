@@ -13,15 +13,34 @@ from pathlib import Path
 
 import numpy as np
 
+from deepercut.bounded_files import FileTooLarge, check_mat_size
 from deepercut.data.dataset import OCCLUDED, VISIBLE, DatasetError, PoseDataset, PoseRecord
 from deepercut.skeleton import MPII14
+
+#: Most bytes a joints.mat may inflate to (LSP extended: 14×3×10 000 doubles, 3.4 MB).
+MAX_MAT_BYTES = 64 << 20
+
+
+def _joints_shape(mat_path: Path) -> tuple[int, ...] | None:
+    """The shape of a 3-D ``joints`` variable, from the file's variable headers only."""
+    import scipy.io
+
+    try:
+        variables = scipy.io.whosmat(mat_path)
+    except (ValueError, OSError, NotImplementedError) as exc:
+        raise DatasetError(f"{mat_path}: not a readable MATLAB file: {exc}") from exc
+    shapes = [tuple(shape) for name, shape, _ in variables if name == "joints"]
+    return shapes[0] if shapes and len(shapes[0]) == 3 else None
 
 
 def _read_joints(mat_path: Path) -> np.ndarray | None:
     import scipy.io
 
     try:
-        mat = scipy.io.loadmat(mat_path)
+        check_mat_size(mat_path, MAX_MAT_BYTES)
+        mat = scipy.io.loadmat(mat_path, variable_names=["joints"])
+    except FileTooLarge as exc:
+        raise DatasetError(str(exc)) from exc
     except (ValueError, OSError, NotImplementedError) as exc:
         raise DatasetError(f"{mat_path}: not a readable MATLAB file: {exc}") from exc
     joints = mat.get("joints")
@@ -29,9 +48,10 @@ def _read_joints(mat_path: Path) -> np.ndarray | None:
 
 
 def is_lsp_mat(mat_path: str | Path) -> bool:
-    """Whether ``mat_path`` holds an LSP ``joints`` array (3×14×N or 14×3×N)."""
-    joints = _read_joints(Path(mat_path))
-    return joints is not None and joints.shape[:2] in ((3, 14), (14, 3))
+    """Whether ``mat_path`` holds an LSP ``joints`` array (3×14×N or 14×3×N); reads only the
+    variables' headers."""
+    shape = _joints_shape(Path(mat_path))
+    return shape is not None and shape[:2] in ((3, 14), (14, 3))
 
 
 def load_lsp(mat_path: str | Path, images: str | Path | None = None) -> PoseDataset:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from deepercut.bounded_files import FileTooLarge, check_mat_size
 from deepercut.data.dataset import OCCLUDED, VISIBLE, DatasetError, PoseDataset, PoseRecord
 from deepercut.skeleton import MPII14
 
@@ -26,6 +27,8 @@ MPII_TO_MPII14 = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 10: 6, 11: 7, 12: 8, 13: 9
 
 #: PCKh's head segment length as a fraction of the head box diagonal (MPII's ``SC_BIAS``).
 HEAD_SIZE_FACTOR = 0.6
+#: Most bytes the annotation .mat may inflate to (an upper bound for MPII's release file).
+MAX_MAT_BYTES = 256 << 20
 
 
 def _items(value: Any) -> list[Any]:
@@ -55,7 +58,12 @@ def load_mpii(mat_path: str | Path, images: str | Path | None = None) -> PoseDat
 
     mat_path = Path(mat_path)
     try:
-        mat = scipy.io.loadmat(mat_path, struct_as_record=False, squeeze_me=True)
+        check_mat_size(mat_path, MAX_MAT_BYTES)
+        mat = scipy.io.loadmat(
+            mat_path, struct_as_record=False, squeeze_me=True, variable_names=["RELEASE"]
+        )
+    except FileTooLarge as exc:
+        raise DatasetError(str(exc)) from exc
     except (ValueError, OSError, NotImplementedError) as exc:
         raise DatasetError(f"{mat_path}: not a readable MATLAB file: {exc}") from exc
     if "RELEASE" not in mat:

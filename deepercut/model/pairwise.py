@@ -48,6 +48,7 @@ from scipy import sparse
 from scipy.optimize import minimize
 from scipy.special import expit
 
+from deepercut.bounded_files import check_npz_size
 from deepercut.types import Candidates, Problem
 
 FORMAT = "deepercut.pairwise"
@@ -230,6 +231,8 @@ def fit_logistic(
 
 #: Arrays of a file of per-class logistic models (pairwise and temporal).
 LOGISTIC_ARRAYS = ("weights", "feature_mean", "feature_std")
+#: Most bytes a pairwise/temporal model file's arrays may take (real ones: a few KB).
+MAX_NPZ_BYTES = 64 << 20
 
 
 def save_npz(path: str | Path, meta: dict, **arrays: np.ndarray) -> None:
@@ -247,7 +250,8 @@ def load_npz(
     required: Sequence[str],
 ) -> tuple[dict[str, np.ndarray], dict]:
     """Arrays and metadata of a file written by :func:`save_npz`, checked against the
-    ``file_format``, ``version`` and ``features`` this code writes.
+    ``file_format``, ``version`` and ``features`` this code writes; arrays larger than
+    :data:`MAX_NPZ_BYTES` in all are refused from their headers, before loading.
 
     Raises:
         FileNotFoundError: no such file.
@@ -255,6 +259,7 @@ def load_npz(
             feature list, or missing ``required`` arrays.
     """
     try:
+        check_npz_size(path, MAX_NPZ_BYTES)  # from the headers, before anything inflates
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
             raise ValueError("not an .npz archive")

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepercut.bounded_files import check_mat_size
 from deepercut.data.coco import COCO17
 from deepercut.model.external.dlc3 import (
     IMAGENET_MEAN,
@@ -471,7 +472,11 @@ def _pairwise_stats(
         raise CheckpointError(
             f"{cfg_path}: pairwise_predict needs pairwise_stats_fn (not found: {path})"
         )
-    stats = scipy.io.loadmat(path)
+    try:
+        check_mat_size(path, 16 << 20)  # P·(P−1) pairs of 2-vectors: KB for real models
+        stats = scipy.io.loadmat(path, variable_names=["graph", "means", "std_devs"])
+    except (ValueError, OSError, NotImplementedError) as exc:  # FileTooLarge is a ValueError
+        raise CheckpointError(f"{path}: unreadable pairwise statistics: {exc}") from exc
     scale = float(cfg.get("global_scale", 1.0))
     mean = np.zeros((num_parts, num_parts - 1, 2))
     std = np.ones((num_parts, num_parts - 1, 2))
