@@ -43,6 +43,7 @@ from deepercut.tensorrt import (
     export_onnx,
     fold_batchnorm,
     prepare,
+    safe_load,
 )
 from deepercut.tensorrt import cache as cache_mod
 from deepercut.tensorrt import compile as compile_mod
@@ -689,3 +690,29 @@ def test_gpu_benchmark_report_math(tmp_path) -> None:
         ("compile-fp16", None),
         ("eager-fp32", 260.0),
     ]
+
+
+def test_engine_archive_check_admits_torchbind_engines_only(fake_tensorrt) -> None:
+    """A saved TensorRT engine is a TorchBind ``custom_obj_`` constant flagged use_pickle
+    (restored by TorchScript's unpickler): admitted. The same flag on a tensor is not."""
+    saved = compile_detector(tiny_net(), HW, (1, 2, 2), "fp32", "tensorrt").cache_path
+    source = zipfile.ZipFile(io.BytesIO(saved.read_bytes()))
+    root = source.namelist()[0].split("/")[0]
+    members = {name: source.read(name) for name in source.namelist()}
+    config_name = f"{root}/data/constants/model_constants_config.json"
+
+    def with_constant(path_name: str) -> bytes:
+        entry = {"path_name": path_name, "is_param": False, "use_pickle": True}
+        changed = {**members, config_name: json.dumps({"config": {"engine": entry}}).encode()}
+        changed[f"{root}/data/constants/{path_name}"] = b"PK"
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as archive:
+            for name, data in changed.items():
+                archive.writestr(name, data)
+        return out.getvalue()
+
+    safe_load.check_pt2(with_constant("custom_obj_0"))
+    with pytest.raises(safe_load.UnsafeArchive, match="stored as a pickle"):
+        safe_load.check_pt2(with_constant("tensor_0"))
+    with pytest.raises(safe_load.UnsafeArchive, match="not allowed"):
+        safe_load.check_pt2(with_constant("opaque_obj_0"))

@@ -76,9 +76,12 @@ def _check_payload_config(member: str, text: bytes) -> None:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UnsafeArchive(f"{member} is malformed: {exc}") from exc
     for fqn, path_name, use_pickle in flags:
-        if use_pickle is not False:
-            raise UnsafeArchive(f"{member}: {fqn!r} is stored as a pickle")
         if not isinstance(path_name, str) or not re.fullmatch(
             r"(weight|tensor|custom_obj)_\w+", path_name
         ):
             raise UnsafeArchive(f"{member}: {fqn!r} has payload {path_name!r}")
+        # TorchBind objects (TensorRT's engine) are flagged use_pickle, but torch restores
+        # them by their custom_obj_ name with TorchScript's unpickler, never with pickle.
+        custom = path_name.startswith("custom_obj_") and member.endswith("_constants_config.json")
+        if use_pickle is not False and not custom:
+            raise UnsafeArchive(f"{member}: {fqn!r} is stored as a pickle")
