@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         ids = engine.tracking_info()["mode"]
         say(
             f"source: {source!r}; detector: {detector}; solver: {args.solver}, "
-            f"{_workers_text(0 if args.temporal else args.workers)}; ids: {ids}"
+            f"{_workers_text(engine.workers)}; ids: {ids}"
         )
         header = make_header(
             engine.skeleton, source=_source_info(source, args), model=engine.info()
