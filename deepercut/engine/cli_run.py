@@ -35,6 +35,7 @@ from deepercut.engine.pipeline import Engine, FrameResult, source_queue_size
 from deepercut.engine.sinks import PoseWriter, TcpSink, make_header
 from deepercut.engine.smoothing import OneEuroConfig
 from deepercut.engine.sources import Source, open_source
+from deepercut.io.redact import redact_url
 from deepercut.skeleton import Skeleton
 from deepercut.solvers import METHODS
 
@@ -281,7 +282,7 @@ def _workers_text(workers: int) -> str:
 
 def _source_info(source: Source, args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "spec": str(args.source),
+        "spec": redact_url(str(args.source)),
         "description": source.description,
         "fps": source.fps,
         "frame_size": list(source.frame_size) if source.frame_size else None,

@@ -55,6 +55,7 @@ from typing import Any
 import av
 import numpy as np
 
+from deepercut.io.redact import redact_text, redact_url
 from deepercut.types import Frame
 
 __all__ = [
@@ -250,7 +251,7 @@ class _Decoder:
         except SourceError as exc:
             self._put(exc)
         except Exception as exc:  # a bug or an unexpected library error: report, don't hang
-            error = SourceError(f"{self.reader}: {type(exc).__name__}: {exc}")
+            error = SourceError(f"{self.reader}: {type(exc).__name__}: {redact_text(str(exc))}")
             error.__cause__ = exc
             self._put(error)
         finally:
@@ -362,8 +363,8 @@ class _ContainerReader:
         self._end_reason = ""
 
     def __str__(self) -> str:
-        # Descriptions end up in pose-stream headers and logs: no passwords from stream URLs.
-        url = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", self.spec.url)
+        # Descriptions end up in pose-stream headers and logs: no credentials from stream URLs.
+        url = redact_url(self.spec.url)
         return url if self.spec.format is None else f"{self.spec.format}:{url}"
 
     def _open(self) -> av.container.InputContainer:
@@ -840,7 +841,7 @@ def open_source(
         )
     resolved = _resolve(spec, format)
     if resolved.kind in ("file", "folder") and not Path(resolved.url).exists():
-        raise FileNotFoundError(f"no such file or folder: {resolved.url}")
+        raise FileNotFoundError(f"no such file or folder: {redact_url(resolved.url)}")
     network = resolved.kind in ("camera", "stream")
     if live is None:
         live = network or realtime is not False
