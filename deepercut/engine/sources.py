@@ -65,6 +65,7 @@ __all__ = [
     "Source",
     "SourceError",
     "SourceStats",
+    "list_images",
     "open_source",
 ]
 
@@ -184,6 +185,15 @@ def _stream_options(url: str, timeout: float) -> dict[str, str]:
 def _natural_key(path: Path) -> list[Any]:
     """Sort key that orders ``img2`` before ``img10``."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The images of ``folder`` (:data:`IMAGE_SUFFIXES`) in source order: frame ``i`` of the
+    folder is ``list_images(folder)[i]``."""
+    return sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+        key=_natural_key,
+    )
 
 
 def _reason(exc: BaseException) -> str:
@@ -599,10 +609,7 @@ class _FolderReader:
 
     def __init__(self, path: Path, fps: float | None) -> None:
         self.path = path
-        self.files = sorted(
-            (p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-            key=_natural_key,
-        )
+        self.files = list_images(path)
         if not self.files:
             raise SourceError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)})")
         self.fps = math.nan if fps is None else float(fps)
