@@ -4,8 +4,10 @@ Writes the stream header (skeleton, source and model descriptions) and then one 
 solved frame, in frame order (every decoded frame in file mode; live sources may drop frames
 under overload, and those get no record). ``--render`` writes an overlay video at the source
 frame rate with exactly one frame per delivered frame (a frame dropped in live mode shows the
-previous one again). Progress: a bar for files, a status line (fps, latency, drops) for live
-sources; a summary at the end.
+previous one again); for an image folder, a folder with one overlay image per input image
+(same names), or a video when the target has a video suffix (each image letterboxed into
+``--render-size``, default the first image's size). Progress: a bar for files, a status line
+(fps, latency, drops) for live sources; a summary at the end.
 
 Identities: every person gets a ``track_id`` from the online tracker (−1 with ``--no-track``,
 and by default for an image folder), or, with ``--temporal K``, from a temporal multicut that
