@@ -14,8 +14,10 @@ import textwrap
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 from engine_support import make_video, save_tiny_model
+from PIL import Image
 
 from deepercut.engine.sinks import read_poses
 
@@ -117,6 +119,16 @@ def test_run_defaults_need_no_extras(files: Path) -> None:
     with read_poses(out) as stream:
         assert len(list(stream)) == frames
     assert _frames(render) == frames
+
+
+def test_folder_defaults_need_no_extras(files: Path) -> None:
+    photos, overlays = files / "photos", files / "overlays"
+    photos.mkdir()
+    for i, (w, h) in enumerate([(64, 48), (50, 90)]):
+        Image.fromarray(np.full((h, w, 3), 60 * i, np.uint8)).save(photos / f"{i}.png")
+    args = ["run", str(photos), "--model", str(files / "tiny.pt"), "--render", str(overlays)]
+    _python(f"from deepercut.engine.cli import main; sys.exit(main({args!r}))", OPTIONAL)
+    assert sorted(p.name for p in overlays.iterdir()) == ["0.png", "1.png"]
 
 
 def test_local_ray_that_cannot_start_falls_back(files: Path, tmp_path: Path) -> None:
