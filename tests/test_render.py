@@ -8,8 +8,16 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
-from deepercut.engine.render import PALETTE, VideoRenderer, draw_poses, person_colors
+from deepercut.engine.render import (
+    PALETTE,
+    ImageFolderRenderer,
+    VideoRenderer,
+    draw_poses,
+    fit_canvas,
+    person_colors,
+)
 from deepercut.skeleton import MPII14, Skeleton
 from deepercut.types import Poses
 
@@ -96,3 +104,41 @@ def test_video_renderer_checks_its_input(tmp_path: Path) -> None:
             renderer.write(np.zeros((64, 48, 3), np.uint8))
         renderer.write(np.zeros((48, 64, 3), np.uint8))
     assert len(_decode(tmp_path / "b.mkv")[0]) == 1
+
+
+def test_fit_canvas_letterboxes_centred() -> None:
+    white = np.full((50, 100, 3), 255, np.uint8)  # 2:1 into a square: bars above and below
+    out = fit_canvas(white, (200, 200))
+    assert out.shape == (200, 200, 3)
+    assert (out[50:150] == 255).all() and not out[:50].any() and not out[150:].any()
+    tall = fit_canvas(np.full((100, 20, 3), 255, np.uint8), (60, 50))  # bars left and right
+    assert tall.shape == (50, 60, 3)
+    assert (tall[:, 25:35] == 255).all() and not tall[:, :25].any() and not tall[:, 35:].any()
+    assert fit_canvas(white, (100, 50)) is white
+
+
+def test_letterboxing_renderer_takes_mixed_sizes(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.mp4"
+    sizes = [(48, 64), (100, 30), (31, 77), (64, 48)]  # (h, w)
+    with VideoRenderer(path, 10, (64, 48), letterbox=True) as renderer:
+        for h, w in sizes:
+            renderer.write(np.full((h, w, 3), 200, np.uint8))
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert [f.shape for f in frames] == [(48, 64, 3)] * len(sizes)
+    # 100x30 (h x w) into 64x48: 16 px wide, centred; bars black (x264 keeps them near 0).
+    assert frames[1][:, 30:34].mean() > 150 and frames[1][:, :20].mean() < 30
+
+
+def test_image_folder_renderer_keeps_names_and_refuses_its_input(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    names = ["b.png", "a.jpg"]
+    with ImageFolderRenderer(tmp_path / "out", names, source_folder=tmp_path / "in") as images:
+        images.write(1, np.full((30, 40, 3), 90, np.uint8))
+        images.write(0, np.full((50, 20, 3), 10, np.uint8))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "b.png"]
+    assert np.array_equal(
+        np.asarray(Image.open(tmp_path / "out" / "b.png")), np.full((50, 20, 3), 10)
+    )
+    with pytest.raises(ValueError, match="input folder"):
+        ImageFolderRenderer(tmp_path / "in", names, source_folder=tmp_path / "in")

@@ -327,7 +327,7 @@ def test_spec_resolution_and_stream_options(tmp_path: Path) -> None:
     secret = sources._ContainerReader.__str__(
         type("R", (), {"spec": sources._Spec("stream", "rtsp://admin:hunter2@cam/live")})()
     )
-    assert secret == "rtsp://admin:***@cam/live"
+    assert secret == "rtsp://***@cam/live"
     rtsp = sources._stream_options("rtsp://cam.local/stream", 2.5)
     assert rtsp == {"rtsp_transport": "tcp", "timeout": "2500000", "rw_timeout": "2500000"}
     assert sources._stream_options("http://x/y.m3u8", 1.0)["timeout"] == "1000000"

@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from deepercut.io.redact import redact_text
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
@@ -25,7 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"deepercut {args.command}: error: {exc}", file=sys.stderr)
+        # A message may quote a source URL (an FFmpeg error): never its credentials.
+        print(f"deepercut {args.command}: error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
 
 

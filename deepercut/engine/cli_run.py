@@ -4,8 +4,10 @@ Writes the stream header (skeleton, source and model descriptions) and then one 
 solved frame, in frame order (every decoded frame in file mode; live sources may drop frames
 under overload, and those get no record). ``--render`` writes an overlay video at the source
 frame rate with exactly one frame per delivered frame (a frame dropped in live mode shows the
-previous one again). Progress: a bar for files, a status line (fps, latency, drops) for live
-sources; a summary at the end.
+previous one again); for an image folder, a folder with one overlay image per input image
+(same names), or a video when the target has a video suffix (each image letterboxed into
+``--render-size``, default the first image's size). Progress: a bar for files, a status line
+(fps, latency, drops) for live sources; a summary at the end.
 
 Identities: every person gets a ``track_id`` from the online tracker (−1 with ``--no-track``,
 and by default for an image folder), or, with ``--temporal K``, from a temporal multicut that
@@ -23,6 +25,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,11 +33,13 @@ from tqdm import tqdm
 
 from deepercut.engine.assemble import DEFAULT_MIN_PARTS
 from deepercut.engine.backend import BACKENDS
-from deepercut.engine.cli_args import parse_hw
+from deepercut.engine.cli_args import parse_hw, parse_wh
 from deepercut.engine.pipeline import Engine, FrameResult, source_queue_size
+from deepercut.engine.render import ImageFolderRenderer, VideoRenderer, draw_poses, is_video_path
 from deepercut.engine.sinks import PoseWriter, TcpSink, make_header
 from deepercut.engine.smoothing import OneEuroConfig
-from deepercut.engine.sources import Source, open_source
+from deepercut.engine.sources import Source, list_images, open_source
+from deepercut.io.redact import redact_url
 from deepercut.outputs import refuse_overwriting_inputs
 from deepercut.skeleton import Skeleton
 from deepercut.solvers import METHODS
@@ -58,7 +63,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("source", help="video file, image folder, camera (0, /dev/video0) or URL")
     p.add_argument("-o", "--out", default=None, help="pose stream to write (.msgpack)")
-    p.add_argument("--render", default=None, help="overlay video to write (.mp4)")
+    p.add_argument(
+        "--render",
+        default=None,
+        metavar="PATH",
+        help="overlay video to write (.mp4); for an image folder, a folder of overlay images "
+        "with the input's file names, or a video when PATH has a video suffix",
+    )
+    p.add_argument(
+        "--render-size",
+        type=parse_wh,
+        default=None,
+        metavar="WxH",
+        help="overlay video canvas; each frame is letterboxed into it (default: the first "
+        "frame's size)",
+    )
     p.add_argument("--serve", default=None, help="publish the stream at tcp://HOST:PORT")
     p.add_argument("--model", default=None, help="checkpoint (default: the bundled model)")
     p.add_argument("--solver", choices=METHODS, default="3stage", help="default: %(default)s")
@@ -209,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
         ids = engine.tracking_info()["mode"]
         say(
             f"source: {source!r}; detector: {detector}; solver: {args.solver}, "
-            f"{_workers_text(0 if args.temporal else args.workers)}; ids: {ids}"
+            f"{_workers_text(engine.workers)}; ids: {ids}"
         )
         header = make_header(
             engine.skeleton, source=_source_info(source, args), model=engine.info()
@@ -226,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
         renderer = None
         if args.render:
             renderer = stack.enter_context(
-                _Overlay(args.render, source, engine.skeleton, args.start, args.stride)
+                _Overlay(args.render, source, engine.skeleton, args, os.path.isdir(args.source))
             )
         progress = stack.enter_context(_Progress(source, engine, disabled=args.quiet))
         if args.detector_actors and renderer is None:
@@ -259,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
             say("interrupted")
         say(engine.stats.summary())
         if renderer is not None:
-            say(f"wrote {renderer.frames} frames to {args.render}")
+            say(f"wrote {renderer.frames} {renderer.unit} to {args.render}")
     return 0
 
 
@@ -286,7 +305,7 @@ def _workers_text(workers: int) -> str:
 
 def _source_info(source: Source, args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "spec": str(args.source),
+        "spec": redact_url(str(args.source)),
         "description": source.description,
         "fps": source.fps,
         "frame_size": list(source.frame_size) if source.frame_size else None,
@@ -331,32 +350,57 @@ class _Progress:
 
 
 class _Overlay:
-    """The ``--render`` video: each frame with its poses drawn, one output frame per source
-    frame from ``start`` on, at the source frame rate (÷ stride, so it plays at real speed); a
-    frame the source dropped (live) repeats the previous output frame (the first delivered
-    one, for drops before it)."""
+    """The ``--render`` output: each frame with its poses drawn.
+
+    A video: one output frame per source frame from ``start`` on, at the source frame rate
+    (÷ stride, so it plays at real speed; 25 fps for a folder), each letterboxed into the
+    canvas (``--render-size``, default the first frame's size); a frame the source dropped
+    (live) repeats the previous output frame (the first delivered one, for drops before it).
+    For an image folder and a target without a video suffix: a folder with one overlay image
+    per delivered input image, under its file name.
+    """
 
     def __init__(
-        self, path: str, source: Source, skeleton: Skeleton, start: int, stride: int
+        self,
+        path: str,
+        source: Source,
+        skeleton: Skeleton,
+        args: argparse.Namespace,
+        folder_source: bool,
     ) -> None:
-        from deepercut.engine.render import VideoRenderer, draw_poses
-
-        if source.frame_size is None:
-            raise ValueError(f"{source.description}: unknown frame size, cannot --render")
         self._draw = draw_poses
         self.skeleton = skeleton
-        self.stride = stride
-        fps = source.fps if math.isfinite(source.fps) and source.fps > 0 else 25.0
-        self.renderer = VideoRenderer(path, fps / stride, source.frame_size)
+        self.stride = args.stride
         self.frames = 0
-        self._next_index = start
+        self._next_index = args.start
         self._last_image: np.ndarray | None = None
+        self.renderer: VideoRenderer | ImageFolderRenderer
+        if folder_source and not is_video_path(path):
+            if args.render_size is not None:
+                raise ValueError(
+                    f"--render-size is for a video overlay; {path!r} is written as a folder of "
+                    "images (name a .mp4 for a video)"
+                )
+            names = [p.name for p in list_images(Path(args.source))]
+            self.renderer = ImageFolderRenderer(path, names, source_folder=args.source)
+            self.unit = "images"
+            return
+        canvas = args.render_size or source.frame_size
+        if canvas is None:
+            raise ValueError(f"{source.description}: unknown frame size; pass --render-size")
+        fps = source.fps if math.isfinite(source.fps) and source.fps > 0 else 25.0
+        self.renderer = VideoRenderer(path, fps / self.stride, canvas, letterbox=True)
+        self.unit = "frames"
 
     def write(self, result: FrameResult) -> None:
         assert result.image is not None
         image = result.image
         if result.poses is not None:
             image = self._draw(image, result.poses, self.skeleton)
+        if not isinstance(self.renderer, VideoRenderer):
+            self.renderer.write(result.index, image)
+            self.frames += 1
+            return
         missed = (result.index - self._next_index) // self.stride
         for _ in range(missed):
             self._emit(image if self._last_image is None else self._last_image)

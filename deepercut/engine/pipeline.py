@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import os
 import queue
@@ -54,7 +55,7 @@ import torch
 from deepercut.engine.assemble import DEFAULT_MIN_PARTS
 from deepercut.engine.backend import NetworkDetector
 from deepercut.engine.frame_solver import FrameSolver
-from deepercut.engine.pool import PoolStats, Result, SolverPool, connect_ray
+from deepercut.engine.pool import PoolStats, RayUnavailable, Result, SolverPool, connect_ray
 from deepercut.engine.smoothing import OneEuroConfig, OneEuroSmoother
 from deepercut.engine.sources import open_source
 from deepercut.engine.tracking import PoseTracker, TrackerConfig
@@ -65,6 +66,8 @@ if TYPE_CHECKING:
 from deepercut.model.candidates import CandidateParams
 from deepercut.model.io import Model, load_model
 from deepercut.types import Candidates, Frame, Poses
+
+log = logging.getLogger(__name__)
 
 #: A detector: frames (index, pts, image) → their candidates in image pixels. The default wraps
 #: the model's network; tests pass e.g. a detector that simulates candidates from ground truth.
@@ -244,7 +247,10 @@ class Engine:
         model: a :class:`~deepercut.model.io.Model`, a checkpoint path, or ``None`` for the
             bundled model. It must hold a pairwise model.
         solver: ``3stage`` (DeeperCut), ``2stage``, ``exact``, ``heuristic`` or ``deepcut``.
-        workers: solver processes: ``0`` = in the driver, ``N`` = ``N`` Ray actors.
+        workers: solver processes: ``0`` = in the driver, ``N`` = ``N`` Ray actors. When Ray
+            cannot be imported or a local Ray cannot be started (no ``ray_address``, no
+            ``detector_actors``), frames are solved in the driver instead, with one logged
+            warning, and :attr:`ray_fallback` says why.
         ray_address: a Ray cluster to use (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``);
             default: a local Ray started with ``workers`` CPUs.
         backend: detector backend, ``auto``, ``tensorrt``, ``compile`` or ``eager`` (see
@@ -382,6 +388,9 @@ class Engine:
         self._pool: SolverPool | None = None
         self._sharded: ShardedDetector | None = None
         self._owns_ray = False
+        #: Why the solver actors were replaced by in-process solving (Ray could not be
+        #: imported or started); ``None`` when they were not.
+        self.ray_fallback: str | None = None
         self.stats = EngineStats()
         if detector is None:
             network = NetworkDetector(
@@ -417,9 +426,18 @@ class Engine:
             return
         if self.workers or self.detector_actors:
             # One Ray for the solver and the detector actors (a local one has room for both).
-            self._owns_ray = connect_ray(
-                num_cpus=self.workers + self.detector_actors, **self._ray_args
-            )
+            try:
+                self._owns_ray = connect_ray(
+                    num_cpus=self.workers + self.detector_actors, **self._ray_args
+                )
+            except RayUnavailable as exc:
+                # Only a local solver pool has an in-process equivalent: a named cluster or
+                # detector actors were asked for explicitly.
+                if self._ray_args["address"] or self.detector_actors:
+                    raise
+                self.ray_fallback = str(exc)
+                self.workers = 0
+                log.warning("%s: solving in-process instead", exc)
         self._pool = SolverPool(
             self._solve_fn, workers=self.workers, max_in_flight=self.max_in_flight
         )

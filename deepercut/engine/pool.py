@@ -26,6 +26,7 @@ Dispatch goes to the least-loaded actor (fewest frames held), ties to the lowest
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -437,13 +438,19 @@ class _RayActors:
             self._started_ray = False
 
 
+class RayUnavailable(RuntimeError):
+    """Ray cannot be imported, or a local Ray cannot be started (a caller that asked for no
+    particular cluster may then solve in-process)."""
+
+
 def import_ray(needed_for: str) -> Any:
-    """The ``ray`` module, or a clear error saying what needs it."""
+    """The ``ray`` module, or a :class:`RayUnavailable` saying what needs it."""
     try:
         import ray
     except ImportError as exc:
-        raise RuntimeError(
-            f"{needed_for} needs Ray (pip install 'deepercut[ray]'); or solve in-process"
+        raise RayUnavailable(
+            f"{needed_for} needs Ray, which cannot be imported ({exc}); pip install ray, or "
+            "solve in-process"
         ) from exc
     return ray
 
@@ -483,6 +490,14 @@ def connect_ray(
         # Ray's message hides the reason (often token authentication) in the cause.
         cause = f" ({exc.__cause__})" if exc.__cause__ else ""
         raise RuntimeError(f"cannot connect to Ray at {address!r}: {exc}{cause}") from exc
+    except Exception as exc:
+        if address:
+            raise
+        # A local Ray fails in many ways (no writable temp dir, ports, a broken install);
+        # stop whatever part of it did start.
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        raise RayUnavailable(f"cannot start a local Ray: {type(exc).__name__}: {exc}") from exc
     return True
 
 

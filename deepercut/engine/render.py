@@ -3,24 +3,41 @@
 :func:`draw_poses` paints each person's skeleton edges in a colour picked by track id (by
 person index when untracked) from :data:`PALETTE`, then the keypoints as outlined dots whose
 brightness follows their score. Lines are discs stamped along each segment (no
-anti-aliasing), all people at once. :class:`VideoRenderer` encodes frames with libx264.
+anti-aliasing), all people at once. :class:`VideoRenderer` encodes frames with libx264 (frames
+of other sizes letterboxed onto its canvas when asked); :class:`ImageFolderRenderer` writes one
+overlay image per input image, under the input's file name.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
+from PIL import Image
 
+from deepercut.model.letterbox import apply_letterbox, letterbox_params
 from deepercut.skeleton import Skeleton
 from deepercut.types import Poses
 
-__all__ = ["PALETTE", "VideoRenderer", "draw_poses", "person_colors"]
+__all__ = [
+    "PALETTE",
+    "VIDEO_SUFFIXES",
+    "ImageFolderRenderer",
+    "VideoRenderer",
+    "draw_poses",
+    "fit_canvas",
+    "is_video_path",
+    "person_colors",
+]
+
+#: Output suffixes written as a video (anything else, for an image folder, is a folder).
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".ts")
 
 #: Person colours (RGB), distinct on screen and for common colour blindness first.
 PALETTE = np.array(
@@ -165,6 +182,21 @@ def draw_poses(
     return out
 
 
+def is_video_path(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names a video file by its suffix (see :data:`VIDEO_SUFFIXES`)."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def fit_canvas(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` (uint8 [H, W, 3]) letterboxed into a black canvas of ``size`` = (width,
+    height): the largest uniform resize that fits, centred; the image itself when it fits
+    exactly."""
+    width, height = size
+    if image.shape[:2] == (height, width):
+        return image
+    return apply_letterbox(image, letterbox_params(image.shape[:2], (height, width)))
+
+
 class VideoRenderer:
     """Encodes RGB frames to a video file with PyAV (H.264, yuv420p, constant frame rate).
 
@@ -177,7 +209,9 @@ class VideoRenderer:
     Args:
         path: output file; the container follows the suffix (.mp4, .mkv, .mov...).
         fps: frame rate.
-        size: ``(width, height)`` of the images to write.
+        size: ``(width, height)`` of the images to write (of the canvas, with ``letterbox``).
+        letterbox: accept images of any size and :func:`fit_canvas` them into ``size`` (an
+            image folder of mixed sizes); otherwise every image must be of ``size``.
         crf: x264 constant rate factor (lower = better; 23 is x264's default).
         preset: x264 speed/size trade-off (``"veryfast"`` keeps up with live video).
         codec: encoder name.
@@ -194,6 +228,7 @@ class VideoRenderer:
         preset: str = "veryfast",
         codec: str = "libx264",
         options: dict[str, str] | None = None,
+        letterbox: bool = False,
     ) -> None:
         if not (math.isfinite(fps) and fps > 0):
             raise ValueError(f"need a positive frame rate, got {fps}")
@@ -201,6 +236,7 @@ class VideoRenderer:
         if width <= 0 or height <= 0:
             raise ValueError(f"invalid frame size {size}")
         self.size = (width, height)
+        self.letterbox = letterbox
         self.encoded_size = (width + width % 2, height + height % 2)
         self.rate = Fraction(fps).limit_denominator(1001)
         self.frames = 0
@@ -218,8 +254,11 @@ class VideoRenderer:
         self._time_base = 1 / self.rate
 
     def write(self, image: np.ndarray) -> None:
-        """Append one uint8 [H, W, 3] RGB image of :attr:`size`."""
+        """Append one uint8 [H, W, 3] RGB image of :attr:`size` (of any size with
+        ``letterbox``)."""
         width, height = self.size
+        if self.letterbox and image.ndim == 3 and image.dtype == np.uint8:
+            image = fit_canvas(image, self.size)
         if image.shape != (height, width, 3) or image.dtype != np.uint8:
             raise ValueError(
                 f"expected uint8 {(height, width, 3)} images, got {image.dtype} {image.shape}"
@@ -244,6 +283,50 @@ class VideoRenderer:
             self._container = None
 
     def __enter__(self) -> VideoRenderer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ImageFolderRenderer:
+    """Writes overlay images into a folder: image ``index`` under ``names[index]``, in the
+    format its suffix names (the input's own format and file name, so the overlay of
+    ``photos/a.jpg`` is ``out/a.jpg``).
+
+    Args:
+        folder: output folder (created); refused when it is the input folder, whose images
+            would be overwritten.
+        names: file name of each frame index (the input folder's images in source order).
+        source_folder: the input folder, to refuse writing into it.
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        names: Sequence[str],
+        source_folder: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        if source_folder is not None and self.folder.resolve() == Path(source_folder).resolve():
+            raise ValueError(f"--render {folder}: that is the input folder; name another")
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ValueError(f"--render {folder}: exists and is not a folder")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.names = list(names)
+        self.frames = 0
+
+    def write(self, index: int, image: np.ndarray) -> Path:
+        """Save the overlay of frame ``index``; returns its path."""
+        path = self.folder / self.names[index]
+        Image.fromarray(np.ascontiguousarray(image)).save(path)
+        self.frames += 1
+        return path
+
+    def close(self) -> None:
+        """Nothing is held open (each image is written whole by :meth:`write`)."""
+
+    def __enter__(self) -> ImageFolderRenderer:
         return self
 
     def __exit__(self, *exc: object) -> None:

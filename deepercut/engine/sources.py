@@ -55,6 +55,7 @@ from typing import Any
 import av
 import numpy as np
 
+from deepercut.io.redact import redact_text, redact_url
 from deepercut.types import Frame
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "Source",
     "SourceError",
     "SourceStats",
+    "list_images",
     "open_source",
 ]
 
@@ -185,6 +187,15 @@ def _natural_key(path: Path) -> list[Any]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
 
+def list_images(folder: Path) -> list[Path]:
+    """The images of ``folder`` (:data:`IMAGE_SUFFIXES`) in source order: frame ``i`` of the
+    folder is ``list_images(folder)[i]``."""
+    return sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+        key=_natural_key,
+    )
+
+
 def _reason(exc: BaseException) -> str:
     """FFmpeg's short reason (``strerror``) or the exception text."""
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
@@ -250,7 +261,7 @@ class _Decoder:
         except SourceError as exc:
             self._put(exc)
         except Exception as exc:  # a bug or an unexpected library error: report, don't hang
-            error = SourceError(f"{self.reader}: {type(exc).__name__}: {exc}")
+            error = SourceError(f"{self.reader}: {type(exc).__name__}: {redact_text(str(exc))}")
             error.__cause__ = exc
             self._put(error)
         finally:
@@ -362,8 +373,8 @@ class _ContainerReader:
         self._end_reason = ""
 
     def __str__(self) -> str:
-        # Descriptions end up in pose-stream headers and logs: no passwords from stream URLs.
-        url = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", self.spec.url)
+        # Descriptions end up in pose-stream headers and logs: no credentials from stream URLs.
+        url = redact_url(self.spec.url)
         return url if self.spec.format is None else f"{self.spec.format}:{url}"
 
     def _open(self) -> av.container.InputContainer:
@@ -598,10 +609,7 @@ class _FolderReader:
 
     def __init__(self, path: Path, fps: float | None) -> None:
         self.path = path
-        self.files = sorted(
-            (p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-            key=_natural_key,
-        )
+        self.files = list_images(path)
         if not self.files:
             raise SourceError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)})")
         self.fps = math.nan if fps is None else float(fps)
@@ -840,7 +848,7 @@ def open_source(
         )
     resolved = _resolve(spec, format)
     if resolved.kind in ("file", "folder") and not Path(resolved.url).exists():
-        raise FileNotFoundError(f"no such file or folder: {resolved.url}")
+        raise FileNotFoundError(f"no such file or folder: {redact_url(resolved.url)}")
     network = resolved.kind in ("camera", "stream")
     if live is None:
         live = network or realtime is not False

@@ -1,0 +1,1 @@
+"""Input/output helpers shared by the stages: nothing here imports the engine."""
