@@ -35,17 +35,14 @@ OPTIONAL = (
     "tensorrt",
 )
 
+# ``None`` in sys.modules is how Python marks a module as absent: ``import`` raises ImportError
+# and ``importlib.util.find_spec`` returns None, exactly as when it was never installed (torch
+# probes optional packages with find_spec, which must not raise).
 _BLOCKER = """
 import sys
-from importlib.abc import MetaPathFinder
 
-class _Blocked(MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {blocked!r}:
-            raise ImportError(f"No module named {{name!r}} (blocked by the test)", name=name)
-        return None
-
-sys.meta_path.insert(0, _Blocked())
+for _name in {blocked!r}:
+    sys.modules[_name] = None
 """
 
 
