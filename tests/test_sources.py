@@ -270,7 +270,7 @@ def test_read_error_mid_stream_triggers_reconnect(
 
     def flaky_open(url: str, **kwargs: object) -> object:
         opened.append(url)
-        if len(opened) > 1:
+        if len(opened) > 1:  # from the probe of the display rotation on
             raise av.error.ConnectionRefusedError(111, "Connection refused")
         return _FailingContainer(real_open(url, **kwargs), fail_after=12)
 
@@ -280,7 +280,7 @@ def test_read_error_mid_stream_triggers_reconnect(
         frames = []
         with pytest.raises(SourceError, match="Input/output error"):
             frames.extend(src)
-    assert len(opened) == 4  # the first open and three attempts
+    assert len(opened) == 5  # the first open, the (failed) rotation probe, 3 attempts
     assert 5 <= len(frames) <= 12  # decoded before the error (minus the decoder's delay)
     assert [f.index for f in frames] == list(range(len(frames)))
     assert src.stats.reconnects == 3 and src.stats.lost_outage >= 1
