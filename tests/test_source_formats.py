@@ -95,9 +95,7 @@ def make(case: Case, path: Path) -> None:
             stream.set_display_rotation(case.rotation)
         audio = container.add_stream("aac", rate=48000) if case.audio else None
         for i in range(case.frames):
-            frame = av.VideoFrame.from_ndarray(
-                picture(i, case.width, case.height), format="rgb24"
-            )
+            frame = av.VideoFrame.from_ndarray(picture(i, case.width, case.height), format="rgb24")
             if case.times_ms:
                 frame.pts, frame.time_base = case.times_ms[i], Fraction(1, 1000)
             else:
