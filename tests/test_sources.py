@@ -75,7 +75,8 @@ def test_file_yields_every_frame_in_order(videos: dict[str, Path], kind: str) ->
         assert src.fps == pytest.approx(FPS)
         assert src.frame_size == (W, H)
         assert not src.is_live
-        assert src.num_frames in (N, None)  # raw H.264 has no duration
+        # Raw H.264 has no duration; the containers give it (or the frame count).
+        assert src.num_frames == (None if kind == "h264" else N)
         frames = list(src)
     assert [f.index for f in frames] == list(range(N))
     assert [level_index(f.image) for f in frames] == list(range(N))
@@ -165,7 +166,49 @@ def test_truncated_file_ends_cleanly(videos: dict[str, Path], kind: str, tmp_pat
     assert [level_index(f.image) for f in frames] == indices
 
 
-def test_corrupt_packets_are_skipped(videos: dict[str, Path], tmp_path: Path) -> None:
+def _damage(source: Path, target: Path, packets: set[int]) -> set[int]:
+    """Remux ``source`` with the payload of the given packets (in decode order) replaced by
+    random bytes; returns the indices of their frames (in presentation order)."""
+    lost = set()
+    rng = np.random.default_rng(3)
+    with av.open(str(source)) as inp, av.open(str(target), "w") as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for n, packet in enumerate(inp.demux(video=0)):
+            if packet.size == 0:
+                continue  # the flush packet
+            if n in packets:
+                lost.add(round(float(packet.pts * packet.time_base) * FPS))
+                garbage = av.Packet(rng.bytes(packet.size))
+                garbage.pts, garbage.dts = packet.pts, packet.dts
+                garbage.time_base, garbage.is_keyframe = packet.time_base, packet.is_keyframe
+                packet = garbage
+            packet.stream = stream
+            out.mux(packet)
+    return lost
+
+
+def test_decode_errors_are_skipped_and_counted_exactly(
+    videos: dict[str, Path], tmp_path: Path
+) -> None:
+    damaged = tmp_path / "damaged.mkv"
+    lost = _damage(videos["mkv"], damaged, {5, 15})  # two P-frames: garbage
+    assert len(lost) == 2
+    with open_source(damaged) as src:
+        frames = list(src)
+    stats = src.stats
+    # The decoder rejects both packets: real decode errors, each counted.
+    assert stats.decode_errors == stats.skipped_corrupt == 2 and stats.corrupt == 0
+    assert sum(e.startswith("decode: ") for e in stats.errors) == 2
+    # Exactly their frames are lost; their places in the timeline stay empty, counted.
+    assert stats.decoded == stats.delivered == N - 2 and stats.missing == 2
+    assert [f.index for f in frames] == [i for i in range(N) if i not in lost]
+    np.testing.assert_allclose([f.pts for f in frames], [f.index / FPS for f in frames])
+    # From the keyframe after the damage on, each frame is its own picture (no shift).
+    healed = [f for f in frames if f.index >= 20]
+    assert [level_index(f.image) for f in healed] == list(range(20, N))
+
+
+def test_damaged_stream_keeps_time_increasing(videos: dict[str, Path], tmp_path: Path) -> None:
     data = bytearray(videos["ts"].read_bytes())
     mid = len(data) // 2
     data[mid : mid + 1500] = np.random.default_rng(2).bytes(1500)
@@ -175,12 +218,11 @@ def test_corrupt_packets_are_skipped(videos: dict[str, Path], tmp_path: Path) ->
         frames = list(src)
     stats = src.stats
     indices = [f.index for f in frames]
-    assert len(frames) < N
-    assert stats.missing + stats.skipped_corrupt > 0
-    assert indices == sorted(set(indices))  # increasing; the gap shows where data was lost
+    # Every index is a delivered frame or counted: lost from the timeline or skipped.
+    assert len(frames) + stats.missing + stats.corrupt == N
+    assert stats.decoded == stats.delivered + stats.corrupt
+    assert indices == sorted(set(indices)) and indices[-1] == N - 1
     assert np.all(np.diff([f.pts for f in frames]) > 0)
-    # The frames after the damage still arrive, with their own index.
-    assert indices[-1] == N - 1
     tail = [f for f in frames if f.index >= N - 5]
     assert [level_index(f.image) for f in tail] == [f.index for f in tail]
 

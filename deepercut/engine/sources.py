@@ -26,7 +26,8 @@ order), whatever the container's timestamps say. Frame indices count from 0, bef
   indices as decoding from the beginning;
 * otherwise (variable frame rate, no timestamps, live sources) the index is the decode order.
 
-``pts`` is in seconds from the first frame (from the stream's start time after a seek).
+``pts`` is in seconds from the stream's start time (MP4/MOV, MKV/WebM, MPEG-TS) or from the
+first frame (other containers).
 Containers that store timestamps in decode order (AVI with B-frames: 1, 4, 3, 5, 2, ...) are
 put back in order over a window of a few frames (:mod:`deepercut.engine.timestamps`); frames
 without one get the previous ``pts`` + 1/fps (files) or the wall-clock time since opening
@@ -91,9 +92,9 @@ _MAX_READ_ERRORS = 8  # consecutive demuxer errors before a file is treated as e
 _SEEK_TRIES = 4  # seeks ever further back before decoding from the beginning
 _FILE_SCHEMES = ("http", "https")  # URLs that may name a finite file
 _PLAYLIST_FORMATS = ("hls", "dash")  # finite only with a duration (VOD, not live)
-# Demuxers whose timestamps are presentation times, so the frame a seek lands on can be placed
-# on the timeline (AVI's are decode times; raw streams have none).
-_SEEKABLE_FORMATS = ("mov", "matroska", "mpegts")
+# Demuxers whose timestamps are presentation times from the stream's start time, so the frame
+# a seek lands on can be placed on the timeline (AVI's are decode times; raw streams have none).
+_PRESENTATION_PTS_FORMATS = ("mov", "matroska", "mpegts")
 _CFR_TOLERANCE = 0.01  # average and base frame rates this close: constant frame rate
 _RANGE_HINT = (
     " (an MP4/MOV with its index at the end needs a server with HTTP Range support; "
@@ -437,7 +438,7 @@ class _ContainerReader:
         avg, base = stream.average_rate, stream.base_rate
         self._cfr = bool(avg and base and abs(float(avg / base) - 1) < _CFR_TOLERANCE)
         names = self.container.format.name.split(",")
-        self._seekable = any(name in _SEEKABLE_FORMATS for name in names)
+        self._presentation_pts = any(name in _PRESENTATION_PTS_FORMATS for name in names)
         ctx = stream.codec_context
         rotation = _display_rotation(spec.url) if spec.kind == "file" else 0
         size = (ctx.width, ctx.height) if ctx.width and ctx.height else None
@@ -549,7 +550,9 @@ class _ContainerReader:
         """
         stream = self._video(container)
         self._tb = stream.time_base
-        self._origin = None  # the first frame's timestamp (the stream's start after a seek)
+        # pts 0: the stream's start, or the first frame's timestamp where timestamps are not
+        # presentation times (then frames lost at the very start leave no gap).
+        self._origin = stream.start_time if self._presentation_pts else None
         self._timeline = (
             not self.live and self._cfr and self._index < 0 and not math.isnan(self.fps)
         )
@@ -644,8 +647,8 @@ class _ContainerReader:
         decode-order timestamps, variable frame rate), or when seeking fails, the input is
         decoded from the beginning, counting frames.
         """
-        origin = stream.start_time
-        if not (self._timeline and self._seekable) or self._tb is None or origin is None:
+        origin = self._origin
+        if not self._timeline or self._tb is None or origin is None:
             return self._decode(container, stream, out)
         margin = 0.0  # seconds before the target
         for _ in range(_SEEK_TRIES):
@@ -660,7 +663,6 @@ class _ContainerReader:
             if first is None or first.pts is None:
                 break
             if round(float((first.pts - origin) * self._tb) * self.fps) <= index:
-                self._origin = origin
                 self._from_pts = True
                 return itertools.chain([first], frames)
             if seconds == 0.0:
@@ -669,6 +671,7 @@ class _ContainerReader:
         # Reopen rather than seek to 0, which MPEG-TS does not do reliably either.
         self.close()
         self.container = self._open()
+        self._from_pts = False
         return self._decode(self.container, self._video(self.container), out)
 
     def _seconds(self, raw: int | None) -> float | None:
@@ -700,7 +703,7 @@ class _ContainerReader:
             pts = self._last_pts + (1 / self.fps if self.fps > 0 else 1e-3)
         if self._timeline and timed:
             index = max(self._index + 1, round(pts * self.fps))
-            if not self._from_pts and self._index >= 0:
+            if not self._from_pts:  # after a seek, the frames before it were not wanted
                 out.stats.missing += index - self._index - 1
         else:
             index = self._index + 1
