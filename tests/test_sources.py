@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
 from deepercut.data.synthetic import write_png
 from deepercut.engine import sources
@@ -129,7 +130,37 @@ def test_image_folder_skips_unreadable_images(tmp_path: Path) -> None:
         frames = list(src)
     assert [f.index for f in frames] == [0, 2]
     assert np.isnan(frames[0].pts)
-    assert src.stats.skipped_corrupt == 1 and "a1.png" in src.stats.errors[0]
+    assert src.stats.decode_errors == src.stats.skipped_corrupt == 1
+    assert "a1.png" in src.stats.errors[0]
+
+
+def _photo(path: Path, size: tuple[int, int], orientation: int | None = None) -> None:
+    """A JPEG of ``size`` (width, height), grey with a white top-left corner, stored with an
+    EXIF orientation tag as cameras write it."""
+    width, height = size
+    image = np.full((height, width, 3), 90, np.uint8)
+    image[: height // 4, : width // 4] = 255
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    Image.fromarray(image).save(path, exif=exif, quality=95)
+
+
+def test_image_folder_of_mixed_sizes_and_orientations(tmp_path: Path) -> None:
+    _photo(tmp_path / "p1.jpg", (157, 105))
+    _photo(tmp_path / "p2.jpg", (194, 265))
+    _photo(tmp_path / "p3.jpg", (120, 80), orientation=6)  # shot rotated: 90° clockwise
+    _photo(tmp_path / "p4.jpg", (120, 80), orientation=3)  # upside down
+    with open_source(tmp_path) as src:
+        assert src.frame_size == (157, 105)  # the first image's
+        frames = list(src)
+    # Each image at its own size, upright as a viewer shows it.
+    shapes = [f.image.shape[:2] for f in frames]
+    assert shapes == [(105, 157), (265, 194), (120, 80), (80, 120)]
+    turned, flipped = frames[2].image, frames[3].image
+    assert turned[0, -1].min() > 200 and turned[0, 0].max() < 150  # marker now top-right
+    assert flipped[-1, -1].min() > 200 and flipped[0, 0].max() < 150  # now bottom-right
+    assert src.stats.decoded == src.stats.delivered == 4
 
 
 def test_missing_and_unreadable_inputs(tmp_path: Path) -> None:
