@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from deepercut.data.synthetic import write_png
 from deepercut.engine import sources
@@ -163,6 +163,21 @@ def test_image_folder_of_mixed_sizes_and_orientations(tmp_path: Path) -> None:
     assert src.stats.decoded == src.stats.delivered == 4
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_is_shown_as_pillow_shows_it(
+    tmp_path: Path, orientation: int
+) -> None:
+    stored = np.random.default_rng(orientation).integers(0, 256, (30, 44, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "photo.png", exif=exif)  # lossless
+    with Image.open(tmp_path / "photo.png") as photo:
+        expected = np.asarray(ImageOps.exif_transpose(photo).convert("RGB"))
+    with open_source(tmp_path) as src:
+        (frame,) = list(src)
+    np.testing.assert_array_equal(frame.image, expected)
+
+
 def test_missing_and_unreadable_inputs(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"nope\.mp4"):
         open_source(tmp_path / "nope.mp4")
@@ -256,6 +271,52 @@ def test_damaged_stream_keeps_time_increasing(videos: dict[str, Path], tmp_path:
     assert np.all(np.diff([f.pts for f in frames]) > 0)
     tail = [f for f in frames if f.index >= N - 5]
     assert [level_index(f.image) for f in tail] == [f.index for f in tail]
+
+
+def _large(path: Path, n: int, size: tuple[int, int] = (1920, 1080)) -> Path:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(
+                np.full((size[1], size[0], 3), 10 * i, np.uint8), format="rgb24"
+            )
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_queue_is_bounded_in_bytes(tmp_path: Path, live: bool) -> None:
+    path = _large(tmp_path / "big.mkv", 10)
+    frame_bytes = 1920 * 1080 * 3
+    with open_source(path, queue_size=32, queue_bytes=3 * frame_bytes, live=live) as src:
+        queue = src._decoder.queue
+        deadline = time.monotonic() + 30  # a guard against hanging, not a speed bound
+        # The consumer stalls: the decoder fills the queue (file mode: then waits; live: then
+        # displaces the oldest frames until the last one is in).
+        while time.monotonic() < deadline and (
+            src.stats.dropped < 7 if live else src.stats.decoded < 4
+        ):
+            time.sleep(0.01)
+        held = queue.nbytes
+        frames = list(src)
+    # 32 frames were allowed, but only 3 frames' bytes: 3 at most (18.7 MB, not 199 MB).
+    assert held == queue.peak_bytes == 3 * frame_bytes
+    if live:  # the oldest displaced to make room
+        assert [f.index for f in frames] == [7, 8, 9] and src.stats.dropped == 7
+    else:
+        assert [f.index for f in frames] == list(range(10))
+
+
+def test_a_frame_larger_than_the_byte_bound_still_passes(tmp_path: Path) -> None:
+    path = _large(tmp_path / "big.mkv", 3, size=(640, 480))
+    with open_source(path, queue_bytes=1) as src:
+        frames = list(src)
+    assert [f.index for f in frames] == [0, 1, 2]
+    assert src._decoder.queue.peak_bytes == 640 * 480 * 3  # one frame at a time
 
 
 def test_live_mode_drops_oldest_for_a_slow_consumer(videos: dict[str, Path]) -> None:

@@ -68,7 +68,7 @@ from typing import Any
 
 import av
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from deepercut.engine.frame_queue import DEFAULT_MAX_BYTES, FrameQueue
 from deepercut.engine.timestamps import REORDER_WINDOW, PtsReorderer
@@ -95,7 +95,8 @@ _PLAYLIST_FORMATS = ("hls", "dash")  # finite only with a duration (VOD, not liv
 # Demuxers whose timestamps are presentation times from the stream's start time, so the frame
 # a seek lands on can be placed on the timeline (AVI's are decode times; raw streams have none).
 _PRESENTATION_PTS_FORMATS = ("mov", "matroska", "mpegts")
-_CFR_TOLERANCE = 0.01  # average and base frame rates this close: constant frame rate
+_CFR_TOLERANCE = 0.01
+_EXIF_ORIENTATION = 0x0112  # average and base frame rates this close: constant frame rate
 _RANGE_HINT = (
     " (an MP4/MOV with its index at the end needs a server with HTTP Range support; "
     "or remux it with -movflags +faststart)"
@@ -263,6 +264,26 @@ def _display_rotation(path: str) -> int:
     except (av.FFmpegError, OSError):
         pass
     return 0
+
+
+def _exif_orientation(path: Path) -> int:
+    """A photo's EXIF orientation tag (1: upright, also without EXIF)."""
+    try:
+        with Image.open(path) as image:  # reads the header only
+            return int(image.getexif().get(_EXIF_ORIENTATION, 1))
+    except (OSError, ValueError, SyntaxError):
+        return 1
+
+
+def _upright(image: np.ndarray, orientation: int) -> np.ndarray:
+    """``image`` turned as EXIF ``orientation`` (1-8) says, contiguous."""
+    if orientation in (5, 6, 7, 8):  # stored on its side
+        image = np.rot90(image, 1 if orientation in (5, 8) else -1)
+    if orientation in (2, 4, 5, 7):  # stored mirrored
+        image = image[:, ::-1] if orientation == 2 else image[::-1]
+    if orientation == 3:
+        image = image[::-1, ::-1]
+    return np.ascontiguousarray(image)
 
 
 def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
@@ -746,12 +767,17 @@ class _FolderReader:
 
     @staticmethod
     def _decode(path: Path) -> np.ndarray:
-        """An image as RGB, turned upright by its EXIF orientation (as viewers show it)."""
+        """An image as 8-bit RGB (FFmpeg converts any pixel format: 16-bit, gray, alpha),
+        turned upright by its EXIF orientation, as viewers show it."""
         try:
-            with Image.open(path) as image:
-                return np.array(ImageOps.exif_transpose(image).convert("RGB"))
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise SourceError(f"cannot decode {path}: {exc}") from exc
+            with av.open(str(path)) as container:
+                for frame in container.decode(video=0):
+                    # Pixels as stored: FFmpeg 8 also turns EXIF into a display rotation,
+                    # older versions do not; the tag is applied here, once, for all.
+                    return _upright(frame.to_ndarray(format="rgb24"), _exif_orientation(path))
+        except (av.FFmpegError, OSError) as exc:
+            raise SourceError(f"cannot decode {path}: {_reason(exc)}") from exc
+        raise SourceError(f"cannot decode {path}: no image in it")
 
     def close(self) -> None:
         pass
