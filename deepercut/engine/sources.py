@@ -117,7 +117,8 @@ class SourceStats:
 
     Attributes:
         decoded: frames the decoder produced (for videos including those before ``start``
-            and between ``stride`` steps; image folders skip those without decoding).
+            and between ``stride`` steps; image folders skip those without decoding; not the
+            few still in the timestamp reordering window when decoding stops early).
         delivered: frames handed to the consumer.
         filtered: decoded frames not asked for (before ``start``, at or after ``stop``,
             between ``stride`` steps).
@@ -582,8 +583,9 @@ class _ContainerReader:
             frames = self._seek(container, stream, seek, out)
         else:
             frames = self._decode(container, stream, out)
-        # Files may store timestamps in decode order: sort them over a few frames. Live
-        # sources pass frames straight on (latency), their clocks are presentation times.
+        # Files may store timestamps in decode order: sort them over a few frames. Live sources
+        # pass frames straight on (latency); cameras' and streams' clocks are presentation
+        # times (a file played live keeps its order, its pts may only be bumped to increase).
         reorder: PtsReorderer[av.VideoFrame] = PtsReorderer(0 if self.live else REORDER_WINDOW)
         for frame in frames:
             for ready, pts in reorder.push(frame, frame.pts):
