@@ -110,7 +110,28 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     encode(root / "clip.mp4", bf="3", movflags="+faststart")
     # Index at the end, an mdat of ~1.4 MB: FFmpeg must seek back to read the frames.
     encode(root / "indexed_last.mp4", n=40, noise="1", qp="0")
+    _hls(root)
     return root
+
+
+def _hls(root: Path) -> None:
+    """An HLS VOD playlist of 3 segments, and the same as a live playlist still being written
+    (no ``#EXT-X-ENDLIST``)."""
+    options = {"hls_time": "0.4", "hls_list_size": "0", "hls_playlist_type": "vod"}
+    options["hls_segment_filename"] = str(root / "seg%d.ts")
+    with av.open(str(root / "vod.m3u8"), "w", format="hls", options=options) as out:
+        stream = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.options = {"g": "10", "preset": "ultrafast"}
+        for i in range(N):
+            frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), 20 + 6 * i, np.uint8))
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    vod = (root / "vod.m3u8").read_text()
+    assert "#EXT-X-ENDLIST" in vod
+    live = vod.replace("#EXT-X-ENDLIST\n", "").replace("#EXT-X-PLAYLIST-TYPE:VOD\n", "")
+    (root / "live.m3u8").write_text(live)
 
 
 @pytest.fixture
@@ -168,6 +189,17 @@ def test_endless_http_stream_is_live(plain: tuple[str, list[str]]) -> None:
         assert src.is_live and src.num_frames is None
         frames = [next(src) for _ in range(3)]
     assert [f.index for f in frames] == sorted({f.index for f in frames})
+
+
+def test_hls_vod_is_a_file_and_hls_live_is_live(plain: tuple[str, list[str]]) -> None:
+    base, _ = plain
+    with open_source(f"{base}/vod.m3u8") as src:
+        assert not src.is_live and src.num_frames == N
+        frames = list(src)
+    assert [f.index for f in frames] == list(range(N))
+    with open_source(f"{base}/live.m3u8", reconnect=0) as src:
+        assert src.is_live and src.num_frames is None
+        assert next(src).index == 0
 
 
 def test_unreachable_url_fails_at_open_naming_it_without_password() -> None:
