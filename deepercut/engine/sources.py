@@ -614,8 +614,8 @@ class _ContainerReader:
         ends at the end of the data or after read errors (``_end_reason`` says which).
 
         Raises:
-            SourceError: a read error on a URL read as a file (what is left of it cannot be
-                told from what was lost).
+            SourceError: a read error on a URL read as a file (without a reconnection
+                policy): what is left of it cannot be told from what was lost.
         """
         read_errors = 0
         packets = container.demux(stream)
@@ -629,7 +629,7 @@ class _ContainerReader:
             except av.FFmpegError as exc:
                 self._end_reason = _reason(exc)
                 out.stats.error(f"read: {self._end_reason}")
-                if self.spec.kind == "stream" and not self.live:
+                if self.spec.kind == "stream" and self.finite and self.reconnect is None:
                     hint = _RANGE_HINT if "mov" in container.format.name.split(",") else ""
                     raise SourceError(
                         f"{self}: read failed after {out.stats.decoded} frames: "
