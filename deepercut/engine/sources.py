@@ -24,7 +24,8 @@ order), whatever the container's timestamps say. Frame indices count from 0, bef
   (``index == round(pts * fps)``), so a frame missing from it (damaged data) leaves a gap
   counted in :attr:`SourceStats.missing`, and a ``start`` reached by seeking gives the same
   indices as decoding from the beginning;
-* otherwise (variable frame rate, no timestamps, live sources) the index is the decode order.
+* otherwise (variable frame rate, no timestamps, cameras and streams, files played live) the
+  index is the decode order, and a frame flagged corrupt takes no index.
 
 ``pts`` is in seconds from the stream's start time (MP4/MOV, MKV/WebM, MPEG-TS) or from the
 first frame (other containers).
@@ -575,8 +576,14 @@ class _ContainerReader:
         # pts 0: the stream's start, or the first frame's timestamp where timestamps are not
         # presentation times (then frames lost at the very start leave no gap).
         self._origin = stream.start_time if self._presentation_pts else None
+        # Only files (and URLs of files) have a timeline: a stream's clock, live or not, is no
+        # evidence of frames lost.
         self._timeline = (
-            not self.live and self._cfr and self._index < 0 and not math.isnan(self.fps)
+            self.finite
+            and not self.live
+            and self._cfr
+            and self._index < 0
+            and not math.isnan(self.fps)
         )
         self._end_reason = "end of stream"
         if seek > 0:
@@ -728,12 +735,15 @@ class _ContainerReader:
             index = max(self._index + 1, round(pts * self.fps))
             if not self._from_pts:  # after a seek, the frames before it were not wanted
                 out.stats.missing += index - self._index - 1
+        elif frame.is_corrupt:  # counted in decode order: takes no index (no gap)
+            out.reject()
+            return not out.closing.is_set()
         else:
             index = self._index + 1
         self._from_pts = False
         self._index = index
         self._last_pts = pts
-        if frame.is_corrupt:
+        if frame.is_corrupt:  # on the timeline: its index stays empty, counted as corrupt
             out.reject()
             return not out.closing.is_set()
         return out.offer(index, pts, lambda: _to_rgb(frame))
