@@ -85,6 +85,8 @@ def make(case: Case, path: Path) -> None:
         av.codec.Codec(case.codec, "w")
     except av.FFmpegError:  # e.g. a PyAV wheel built without libx265
         pytest.skip(f"this PyAV has no {case.codec} encoder")
+    if case.rotation and not hasattr(av.video.stream.VideoStream, "set_display_rotation"):
+        pytest.skip("this PyAV cannot write a display matrix (set_display_rotation)")
     with av.open(str(path), "w") as container:
         stream = container.add_stream(case.codec, rate=FPS)
         stream.width, stream.height, stream.pix_fmt = case.width, case.height, case.pix_fmt
