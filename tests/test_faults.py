@@ -245,9 +245,7 @@ def test_frames_received_before_a_source_gives_up_are_handed_back(
     with open_source(gone, reconnect=policy, queue_size=64) as src:
         gone.unlink()  # the open file stays readable; reopening it at its end fails
         # 48 frames in batches of 5: the last 3 are still being batched when the source fails.
-        with Engine(
-            model, solver="3stage", batch_size=5, detector=TruthDetector(truth)
-        ) as engine:
+        with Engine(model, solver="3stage", batch_size=5, detector=TruthDetector(truth)) as engine:
             results = []
             with pytest.raises(SourceError, match="gave up after 1 reconnect attempts"):
                 for result in engine.run_frames(src):
@@ -290,7 +288,11 @@ def test_corrupt_packets_are_skipped_and_counted(video, model, clean, tmp_path: 
     stats = src.stats
     indices = [r.index for r in results]
     assert_matches_clean(results, clean)
-    assert stats.skipped_corrupt + stats.missing > 0
+    # The decoder rejects each damaged packet (real decode errors), and each is counted.
+    assert stats.decode_errors == 3 and stats.skipped_corrupt == 3 + stats.corrupt
+    assert sum(e.startswith("decode: ") for e in stats.errors) == 3
+    assert stats.decoded == stats.delivered == len(results)
+    assert engine.stats.skipped_source == stats.missing + stats.corrupt > 0
     # Frames are lost only where the data was damaged, and each loss is counted.
     assert indices[-1] == FRAMES - 1
     assert len(results) + stats.missing == FRAMES

@@ -64,7 +64,7 @@ def test_one_result_per_frame_in_order_near_the_truth(video, reference) -> None:
         assert match_error(p, truth["frames"][p.frame]) < 0.1 * VIDEO_HEIGHTS[0]
     assert stats.people_per_frame >= 2
     assert stats.latency_ms(0.5) > 0 and stats.fps > 0
-    assert "frames 24 (solved 24, dropped 0)" in stats.summary()
+    assert "frames 24 (solved 24, dropped 0, skipped 0)" in stats.summary()
 
 
 def test_ray_workers_give_the_same_poses(video, model, reference) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image, ImageOps
 
 from deepercut.data.synthetic import write_png
 from deepercut.engine import sources
@@ -75,7 +76,8 @@ def test_file_yields_every_frame_in_order(videos: dict[str, Path], kind: str) ->
         assert src.fps == pytest.approx(FPS)
         assert src.frame_size == (W, H)
         assert not src.is_live
-        assert src.num_frames in (N, None)  # raw H.264 has no duration
+        # Raw H.264 has no duration; the containers give it (or the frame count).
+        assert src.num_frames == (None if kind == "h264" else N)
         frames = list(src)
     assert [f.index for f in frames] == list(range(N))
     assert [level_index(f.image) for f in frames] == list(range(N))
@@ -128,7 +130,52 @@ def test_image_folder_skips_unreadable_images(tmp_path: Path) -> None:
         frames = list(src)
     assert [f.index for f in frames] == [0, 2]
     assert np.isnan(frames[0].pts)
-    assert src.stats.skipped_corrupt == 1 and "a1.png" in src.stats.errors[0]
+    assert src.stats.decode_errors == src.stats.skipped_corrupt == 1
+    assert "a1.png" in src.stats.errors[0]
+
+
+def _photo(path: Path, size: tuple[int, int], orientation: int | None = None) -> None:
+    """A JPEG of ``size`` (width, height), grey with a white top-left corner, stored with an
+    EXIF orientation tag as cameras write it."""
+    width, height = size
+    image = np.full((height, width, 3), 90, np.uint8)
+    image[: height // 4, : width // 4] = 255
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    Image.fromarray(image).save(path, exif=exif, quality=95)
+
+
+def test_image_folder_of_mixed_sizes_and_orientations(tmp_path: Path) -> None:
+    _photo(tmp_path / "p1.jpg", (157, 105))
+    _photo(tmp_path / "p2.jpg", (194, 265))
+    _photo(tmp_path / "p3.jpg", (120, 80), orientation=6)  # shot rotated: 90° clockwise
+    _photo(tmp_path / "p4.jpg", (120, 80), orientation=3)  # upside down
+    with open_source(tmp_path) as src:
+        assert src.frame_size == (157, 105)  # the first image's
+        frames = list(src)
+    # Each image at its own size, upright as a viewer shows it.
+    shapes = [f.image.shape[:2] for f in frames]
+    assert shapes == [(105, 157), (265, 194), (120, 80), (80, 120)]
+    turned, flipped = frames[2].image, frames[3].image
+    assert turned[0, -1].min() > 200 and turned[0, 0].max() < 150  # marker now top-right
+    assert flipped[-1, -1].min() > 200 and flipped[0, 0].max() < 150  # now bottom-right
+    assert src.stats.decoded == src.stats.delivered == 4
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_is_shown_as_pillow_shows_it(
+    tmp_path: Path, orientation: int
+) -> None:
+    stored = np.random.default_rng(orientation).integers(0, 256, (30, 44, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "photo.png", exif=exif)  # lossless
+    with Image.open(tmp_path / "photo.png") as photo:
+        expected = np.asarray(ImageOps.exif_transpose(photo).convert("RGB"))
+    with open_source(tmp_path) as src:
+        (frame,) = list(src)
+    np.testing.assert_array_equal(frame.image, expected)
 
 
 def test_missing_and_unreadable_inputs(tmp_path: Path) -> None:
@@ -165,7 +212,49 @@ def test_truncated_file_ends_cleanly(videos: dict[str, Path], kind: str, tmp_pat
     assert [level_index(f.image) for f in frames] == indices
 
 
-def test_corrupt_packets_are_skipped(videos: dict[str, Path], tmp_path: Path) -> None:
+def _damage(source: Path, target: Path, packets: set[int]) -> set[int]:
+    """Remux ``source`` with the payload of the given packets (in decode order) replaced by
+    random bytes; returns the indices of their frames (in presentation order)."""
+    lost = set()
+    rng = np.random.default_rng(3)
+    with av.open(str(source)) as inp, av.open(str(target), "w") as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for n, packet in enumerate(inp.demux(video=0)):
+            if packet.size == 0:
+                continue  # the flush packet
+            if n in packets:
+                lost.add(round(float(packet.pts * packet.time_base) * FPS))
+                garbage = av.Packet(rng.bytes(packet.size))
+                garbage.pts, garbage.dts = packet.pts, packet.dts
+                garbage.time_base, garbage.is_keyframe = packet.time_base, packet.is_keyframe
+                packet = garbage
+            packet.stream = stream
+            out.mux(packet)
+    return lost
+
+
+def test_decode_errors_are_skipped_and_counted_exactly(
+    videos: dict[str, Path], tmp_path: Path
+) -> None:
+    damaged = tmp_path / "damaged.mkv"
+    lost = _damage(videos["mkv"], damaged, {5, 15})  # two P-frames: garbage
+    assert len(lost) == 2
+    with open_source(damaged) as src:
+        frames = list(src)
+    stats = src.stats
+    # The decoder rejects both packets: real decode errors, each counted.
+    assert stats.decode_errors == stats.skipped_corrupt == 2 and stats.corrupt == 0
+    assert sum(e.startswith("decode: ") for e in stats.errors) == 2
+    # Exactly their frames are lost; their places in the timeline stay empty, counted.
+    assert stats.decoded == stats.delivered == N - 2 and stats.missing == 2
+    assert [f.index for f in frames] == [i for i in range(N) if i not in lost]
+    np.testing.assert_allclose([f.pts for f in frames], [f.index / FPS for f in frames])
+    # From the keyframe after the damage on, each frame is its own picture (no shift).
+    healed = [f for f in frames if f.index >= 20]
+    assert [level_index(f.image) for f in healed] == list(range(20, N))
+
+
+def test_damaged_stream_keeps_time_increasing(videos: dict[str, Path], tmp_path: Path) -> None:
     data = bytearray(videos["ts"].read_bytes())
     mid = len(data) // 2
     data[mid : mid + 1500] = np.random.default_rng(2).bytes(1500)
@@ -175,14 +264,59 @@ def test_corrupt_packets_are_skipped(videos: dict[str, Path], tmp_path: Path) ->
         frames = list(src)
     stats = src.stats
     indices = [f.index for f in frames]
-    assert len(frames) < N
-    assert stats.missing + stats.skipped_corrupt > 0
-    assert indices == sorted(set(indices))  # increasing; the gap shows where data was lost
+    # Every index is a delivered frame or counted: lost from the timeline or skipped.
+    assert len(frames) + stats.missing + stats.corrupt == N
+    assert stats.decoded == stats.delivered + stats.corrupt
+    assert indices == sorted(set(indices)) and indices[-1] == N - 1
     assert np.all(np.diff([f.pts for f in frames]) > 0)
-    # The frames after the damage still arrive, with their own index.
-    assert indices[-1] == N - 1
     tail = [f for f in frames if f.index >= N - 5]
     assert [level_index(f.image) for f in tail] == [f.index for f in tail]
+
+
+def _large(path: Path, n: int, size: tuple[int, int] = (1920, 1080)) -> Path:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(
+                np.full((size[1], size[0], 3), 10 * i, np.uint8), format="rgb24"
+            )
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_queue_is_bounded_in_bytes(tmp_path: Path, live: bool) -> None:
+    path = _large(tmp_path / "big.mkv", 10)
+    frame_bytes = 1920 * 1080 * 3
+    with open_source(path, queue_size=32, queue_bytes=3 * frame_bytes, live=live) as src:
+        queue = src._decoder.queue
+        deadline = time.monotonic() + 30  # a guard against hanging, not a speed bound
+        # The consumer stalls: the decoder fills the queue (file mode: then waits; live: then
+        # displaces the oldest frames until the last one is in).
+        while time.monotonic() < deadline and (
+            src.stats.dropped < 7 if live else src.stats.decoded < 4
+        ):
+            time.sleep(0.01)
+        held = queue.nbytes
+        frames = list(src)
+    # 32 frames were allowed, but only 3 frames' bytes: 3 at most (18.7 MB, not 199 MB).
+    assert held == queue.peak_bytes == 3 * frame_bytes
+    if live:  # the oldest displaced to make room
+        assert [f.index for f in frames] == [7, 8, 9] and src.stats.dropped == 7
+    else:
+        assert [f.index for f in frames] == list(range(10))
+
+
+def test_a_frame_larger_than_the_byte_bound_still_passes(tmp_path: Path) -> None:
+    path = _large(tmp_path / "big.mkv", 3, size=(640, 480))
+    with open_source(path, queue_bytes=1) as src:
+        frames = list(src)
+    assert [f.index for f in frames] == [0, 1, 2]
+    assert src._decoder.queue.peak_bytes == 640 * 480 * 3  # one frame at a time
 
 
 def test_live_mode_drops_oldest_for_a_slow_consumer(videos: dict[str, Path]) -> None:
@@ -270,7 +404,7 @@ def test_read_error_mid_stream_triggers_reconnect(
 
     def flaky_open(url: str, **kwargs: object) -> object:
         opened.append(url)
-        if len(opened) > 1:
+        if len(opened) > 1:  # from the probe of the display rotation on
             raise av.error.ConnectionRefusedError(111, "Connection refused")
         return _FailingContainer(real_open(url, **kwargs), fail_after=12)
 
@@ -280,7 +414,7 @@ def test_read_error_mid_stream_triggers_reconnect(
         frames = []
         with pytest.raises(SourceError, match="Input/output error"):
             frames.extend(src)
-    assert len(opened) == 4  # the first open and three attempts
+    assert len(opened) == 5  # the first open, the (failed) rotation probe, 3 attempts
     assert 5 <= len(frames) <= 12  # decoded before the error (minus the decoder's delay)
     assert [f.index for f in frames] == list(range(len(frames)))
     assert src.stats.reconnects == 3 and src.stats.lost_outage >= 1

@@ -57,7 +57,7 @@ from deepercut.engine.backend import NetworkDetector
 from deepercut.engine.frame_solver import FrameSolver
 from deepercut.engine.pool import PoolStats, RayUnavailable, Result, SolverPool, connect_ray
 from deepercut.engine.smoothing import OneEuroConfig, OneEuroSmoother
-from deepercut.engine.sources import open_source
+from deepercut.engine.sources import SourceStats, open_source
 from deepercut.engine.tracking import PoseTracker, TrackerConfig
 
 if TYPE_CHECKING:
@@ -116,7 +116,10 @@ class EngineStats:
     Attributes:
         frames: frames the engine received from the source.
         solved: frames with poses.
-        dropped_source: frames the source dropped before the engine saw them (live).
+        dropped_source: frames the source decoded but dropped before the engine saw them
+            (live: the consumer fell behind; or still queued when it was closed).
+        skipped_source: source frames lost to damaged data: flagged corrupt, or missing from
+            the file's timeline (see :class:`~deepercut.engine.sources.SourceStats`).
         dropped_solver: frames the solver pool dropped (live).
         people: people found, summed over frames.
         statuses: solver status per frame (``optimal``, ``time_limit``, ``error``...).
@@ -135,6 +138,7 @@ class EngineStats:
     frames: int = 0
     solved: int = 0
     dropped_source: int = 0
+    skipped_source: int = 0
     dropped_solver: int = 0
     people: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
@@ -186,7 +190,8 @@ class EngineStats:
         )
         return "\n".join(
             [
-                f"frames {self.frames} (solved {self.solved}, dropped {self.dropped}) in "
+                f"frames {self.frames} (solved {self.solved}, dropped {self.dropped}, "
+                f"skipped {self.skipped_source}) in "
                 f"{self.wall_s:.1f} s: {self.fps:.1f} fps, {self.people_per_frame:.2f} "
                 "people/frame",
                 f"latency p50 {self.latency_ms(0.5):.0f} ms, p99 {self.latency_ms(0.99):.0f} ms",
@@ -201,6 +206,7 @@ class EngineStats:
             "frames": self.frames,
             "solved": self.solved,
             "dropped_source": self.dropped_source,
+            "skipped_source": self.skipped_source,
             "dropped_solver": self.dropped_solver,
             "people_per_frame": round(self.people_per_frame, 3),
             "statuses": dict(self.statuses),
@@ -615,6 +621,7 @@ class Engine:
             detected.close()
             if spec and frames is not None:
                 frames.close()  # also when detection never started (idempotent)
+            self._count_source(getattr(frames, "stats", None))  # losses after the last frame
             if not finished:
                 pool.discard()
             stats.wall_s = time.perf_counter() - started
@@ -733,10 +740,16 @@ class Engine:
         finally:
             self.stats.stage_s[stage] += time.perf_counter() - started
 
+    def _count_source(self, source_stats: Any) -> None:
+        """Take the source's losses into the run's counts."""
+        if isinstance(source_stats, SourceStats):
+            self.stats.dropped_source = source_stats.dropped + source_stats.discarded
+            self.stats.skipped_source = source_stats.corrupt + source_stats.missing
+
     def _record(self, poses: Poses | None, source_stats: Any, wall_s: float) -> None:
         stats = self.stats
         stats.wall_s = wall_s
-        stats.dropped_source = getattr(source_stats, "dropped", 0)
+        self._count_source(source_stats)
         if poses is None:
             stats.dropped_solver += 1
             return

@@ -1,29 +1,44 @@
 """Frame sources: video files, image folders, cameras and network streams, decoded by PyAV.
 
 :func:`open_source` turns a spec into a :class:`Source`, a context-managed iterator of
-:class:`~deepercut.types.Frame`. Decoding runs in a background thread that fills a bounded
-queue:
+:class:`~deepercut.types.Frame`. Decoding runs in a background thread that fills a queue
+bounded in frames (``queue_size``) and in bytes (``queue_bytes``, default 256 MiB: 32 frames
+at 1080p, 8 at 4K; one frame always fits), see :mod:`deepercut.engine.frame_queue`:
 
-* **file mode** (files, image folders): the decoder waits while the queue is full, so nothing
-  is lost and memory stays bounded (backpressure);
-* **live mode** (cameras, network streams, ``live=True``, ``realtime=...``): the *oldest*
+* **file mode** (files, image folders, URLs of finite files): the decoder waits while the
+  queue is full, so nothing is lost and memory stays bounded (backpressure);
+* **live mode** (cameras, live streams, ``live=True``, ``realtime=...``): the *oldest*
   queued frame is dropped (counted in :attr:`SourceStats.dropped`) so latency stays bounded
   when the consumer is slower than the source.
 
-Frame indices count decoded frames from 0, before ``start``/``stride`` filtering (for image
-folders: the position in the sorted file list). For a file with timestamps and a known frame
-rate the index also follows the timeline (``index == round(pts * fps)`` for constant-frame-rate
-files): frames missing from it (damaged data) leave a gap counted in
-:attr:`SourceStats.missing`, and a ``start`` reached by seeking gives the same indices as
-decoding from the beginning. ``pts`` is in seconds from the stream's start time (0 for the
-first frame of most files); without timestamps it is ``index / fps`` (files) or the wall-clock
-time since opening (live). Frames whose timestamp does not increase (reordered or damaged
-data) are skipped as corrupt, so ``pts`` always increases.
+A ``http(s)://`` URL is a file when the server gives its size (``Content-Length``) and it is
+not a live playlist (HLS/DASH without a duration): it is read like a file, every frame, and a
+read failure ends it with a :class:`SourceError` naming the URL (no reconnection). Other URLs
+(RTSP, RTMP, UDP, endless HTTP/MJPEG, live HLS) are live streams.
 
-Damaged data never raises: packets the decoder rejects are skipped and counted. FFmpeg's H.264
-decoder conceals most damage instead of failing, so what shows is frames missing from the
-timeline. With frame-threaded decoding (files), damage in the last packets can also cost the
-few frames still inside the decoder's threads.
+Every frame the decoder outputs is delivered, in presentation order (the decoder's output
+order), whatever the container's timestamps say. Frame indices count from 0, before
+``start``/``stride`` filtering (for image folders: the position in the sorted file list):
+
+* for files with timestamps at a constant frame rate the index follows the timeline
+  (``index == round(pts * fps)``), so a frame missing from it (damaged data) leaves a gap
+  counted in :attr:`SourceStats.missing`, and a ``start`` reached by seeking gives the same
+  indices as decoding from the beginning;
+* otherwise (variable frame rate, no timestamps, cameras and streams, files played live) the
+  index is the decode order, and a frame flagged corrupt takes no index.
+
+``pts`` is in seconds from the stream's start time (MP4/MOV, MKV/WebM, MPEG-TS) or from the
+first frame (other containers).
+Containers that store timestamps in decode order (AVI with B-frames: 1, 4, 3, 5, 2, ...) are
+put back in order over a window of a few frames (:mod:`deepercut.engine.timestamps`); frames
+without one get the previous ``pts`` + 1/fps (files) or the wall-clock time since opening
+(live); ``pts`` always increases. Frames are rotated to their display orientation (the
+container's display matrix, as phones record portrait video).
+
+Damaged data never raises: packets the decoder rejects and frames it flags as corrupt are
+counted (:attr:`SourceStats.decode_errors`, :attr:`SourceStats.corrupt`). Every decoded frame
+is accounted for: ``decoded == delivered + filtered + corrupt + dropped + discarded`` once a
+source is closed (:attr:`SourceStats.pending` is 0).
 
 Live sources that fail (read error, timeout, end of stream) are reopened with exponential
 backoff (:class:`Reconnect`); the frames the outage cost are estimated as fps × outage time
@@ -38,9 +53,9 @@ example ``examples/camera.py``) is tested with it instead of a camera.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
-import queue
 import re
 import sys
 import threading
@@ -54,7 +69,10 @@ from typing import Any
 
 import av
 import numpy as np
+from PIL import Image
 
+from deepercut.engine.frame_queue import DEFAULT_MAX_BYTES, FrameQueue
+from deepercut.engine.timestamps import REORDER_WINDOW, PtsReorderer
 from deepercut.io.redact import redact_text, redact_url
 from deepercut.types import Frame
 
@@ -75,6 +93,17 @@ _CAMERA_FORMATS = ("v4l2", "avfoundation", "dshow")
 _MAX_ERRORS = 100  # kept in SourceStats.errors; older ones are discarded
 _MAX_READ_ERRORS = 8  # consecutive demuxer errors before a file is treated as ended
 _SEEK_TRIES = 4  # seeks ever further back before decoding from the beginning
+_FILE_SCHEMES = ("http", "https")  # URLs that may name a finite file
+_PLAYLIST_FORMATS = ("hls", "dash")  # finite only with a duration (VOD, not live)
+# Demuxers whose timestamps are presentation times from the stream's start time, so the frame
+# a seek lands on can be placed on the timeline (AVI's are decode times; raw streams have none).
+_PRESENTATION_PTS_FORMATS = ("mov", "matroska", "mpegts")
+_CFR_TOLERANCE = 0.01
+_EXIF_ORIENTATION = 0x0112  # average and base frame rates this close: constant frame rate
+_RANGE_HINT = (
+    " (an MP4/MOV with its index at the end needs a server with HTTP Range support; "
+    "or remux it with -movflags +faststart)"
+)
 _DEFAULT_RECONNECT_ATTEMPTS = 5
 
 
@@ -86,14 +115,23 @@ class SourceError(ValueError):
 class SourceStats:
     """Counters of a :class:`Source`, updated while it runs.
 
+    Every decoded frame ends in exactly one of ``delivered``, ``filtered``, ``corrupt``,
+    ``dropped`` or ``discarded``; :attr:`pending` are those still queued.
+
     Attributes:
         decoded: frames the decoder produced (for videos including those before ``start``
-            and between ``stride`` steps; image folders skip those without decoding).
+            and between ``stride`` steps; image folders skip those without decoding; not the
+            few still in the timestamp reordering window when decoding stops early).
         delivered: frames handed to the consumer.
-        skipped_corrupt: packets the decoder rejected, unreadable images, and frames skipped
-            because their timestamp did not increase.
-        missing: frames absent from a file's timeline (gaps in timestamps: damaged data).
+        filtered: decoded frames not asked for (before ``start``, at or after ``stop``,
+            between ``stride`` steps).
+        corrupt: decoded frames the decoder flagged as corrupt (not delivered).
         dropped: frames discarded in live mode because the consumer fell behind.
+        discarded: frames decoded but still queued when the source was closed early.
+        decode_errors: packets the decoder rejected and unreadable images (no frame came
+            out of them, so they are not in ``decoded``).
+        missing: frames absent from a file's timeline (gaps in its timestamps: damaged data;
+            their indices are skipped).
         lost_outage: frames estimated lost while a live source was reconnecting.
         reconnects: reconnection attempts (successful or not).
         errors: short descriptions of the last problems (at most 100).
@@ -101,12 +139,30 @@ class SourceStats:
 
     decoded: int = 0
     delivered: int = 0
-    skipped_corrupt: int = 0
-    missing: int = 0
+    filtered: int = 0
+    corrupt: int = 0
     dropped: int = 0
+    discarded: int = 0
+    decode_errors: int = 0
+    missing: int = 0
     lost_outage: int = 0
     reconnects: int = 0
     errors: list[str] = field(default_factory=list)
+
+    @property
+    def skipped_corrupt(self) -> int:
+        """Damage skipped: corrupt frames and rejected packets or images."""
+        return self.corrupt + self.decode_errors
+
+    @property
+    def pending(self) -> int:
+        """Decoded frames not yet accounted for (queued for the consumer); 0 once closed."""
+        done = self.delivered + self.filtered + self.corrupt + self.dropped + self.discarded
+        return self.decoded - done
+
+    def counts(self) -> dict[str, int]:
+        """The counters as plain ints (for a stream footer or a summary)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if isinstance(v, int)}
 
     def error(self, message: str) -> None:
         """Record a problem, keeping the most recent ones."""
@@ -201,6 +257,56 @@ def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
+def _is_finite(container: av.container.InputContainer, url: str) -> bool:
+    """Whether an opened URL names a finite file: http(s) with a known size (a playlist: with
+    a duration), not a live stream."""
+    if url.partition("://")[0].lower() not in _FILE_SCHEMES:
+        return False
+    if any(name in _PLAYLIST_FORMATS for name in container.format.name.split(",")):
+        return container.duration is not None
+    return container.size > 0  # negative: no Content-Length (an endless stream)
+
+
+def _display_rotation(path: str) -> int:
+    """Counter-clockwise degrees a file's frames are rotated by to be displayed (from the
+    display matrix of its first frame; 0 when it has none or cannot be read)."""
+    try:
+        with av.open(path) as container:
+            for frame in container.decode(video=0):
+                return int(frame.rotation)
+    except (av.FFmpegError, OSError):
+        pass
+    return 0
+
+
+def _exif_orientation(path: Path) -> int:
+    """A photo's EXIF orientation tag (1: upright, also without EXIF)."""
+    try:
+        with Image.open(path) as image:  # reads the header only
+            return int(image.getexif().get(_EXIF_ORIENTATION, 1))
+    except (OSError, ValueError, SyntaxError):
+        return 1
+
+
+def _upright(image: np.ndarray, orientation: int) -> np.ndarray:
+    """``image`` turned as EXIF ``orientation`` (1-8) says, contiguous."""
+    if orientation in (5, 6, 7, 8):  # stored on its side
+        image = np.rot90(image, 1 if orientation in (5, 8) else -1)
+    if orientation in (2, 4, 5, 7):  # stored mirrored
+        image = image[:, ::-1] if orientation == 2 else image[::-1]
+    if orientation == 3:
+        image = image[::-1, ::-1]
+    return np.ascontiguousarray(image)
+
+
+def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """A frame as contiguous RGB (odd widths come padded), turned to its display orientation
+    (multiples of 90°)."""
+    image = frame.to_ndarray(format="rgb24")
+    turns = round(frame.rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, turns) if turns else image)
+
+
 # ----------------------------------------------------------------------------- decoder thread
 
 
@@ -238,6 +344,7 @@ class _Decoder:
         stride: int,
         max_frames: int | None,
         queue_size: int,
+        queue_bytes: int,
         live: bool,
         pacer: _Pacer | None,
         stats: SourceStats,
@@ -250,9 +357,10 @@ class _Decoder:
         self.live = live
         self.pacer = pacer
         self.stats = stats
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self.queue = FrameQueue(queue_size, queue_bytes)
         self.closing = threading.Event()
         self._queued = 0
+        self._discard_lock = threading.Lock()  # `discarded` is counted by both threads
 
     def run(self) -> None:
         try:
@@ -267,6 +375,11 @@ class _Decoder:
         finally:
             self.reader.close()
 
+    def reject(self) -> None:
+        """Count a decoded frame flagged as corrupt (not delivered)."""
+        self.stats.decoded += 1
+        self.stats.corrupt += 1
+
     def offer(
         self, index: int, pts: float, image: Callable[[], np.ndarray], source: str = ""
     ) -> bool:
@@ -276,41 +389,41 @@ class _Decoder:
         Returns:
             False when decoding should stop (closed, past ``stop``, ``max_frames`` queued).
         """
-        self.stats.decoded += 1
+        stats = self.stats
+        stats.decoded += 1
         if index < self.start:
+            stats.filtered += 1
             return not self.closing.is_set()
         if self.stop is not None and index >= self.stop:
+            stats.filtered += 1
             return False
         if self.pacer is not None:
             self.pacer.wait(index, self.closing)
-        if (index - self.start) % self.stride == 0:
-            frame = Frame(index, pts, image(), source or str(self.reader))
-            self._put(frame, droppable=self.live)
-            self._queued += 1
-            # In live mode frames may still be dropped, so the consumer counts max_frames.
-            if not self.live and self.max_frames is not None and self._queued >= self.max_frames:
-                return False
+        if (index - self.start) % self.stride:
+            stats.filtered += 1
+            return not self.closing.is_set()
+        frame = Frame(index, pts, image(), source or str(self.reader))
+        if not self._put(frame, droppable=self.live):
+            self._discard(1)  # closed while it waited for room
+            return False
+        self._queued += 1
+        # In live mode frames may still be dropped, so the consumer counts max_frames.
+        if not self.live and self.max_frames is not None and self._queued >= self.max_frames:
+            return False
         return not self.closing.is_set()
 
-    def _put(self, item: Any, droppable: bool = False) -> None:
-        """Queue an item; live frames displace the oldest queued frame instead of waiting."""
+    def _put(self, item: Any, droppable: bool = False) -> bool:
+        """Queue an item (False if closed first); live frames displace the oldest queued
+        frames instead of waiting."""
+        nbytes = item.image.nbytes if isinstance(item, Frame) else 0
+        if droppable:
+            # Only frames are queued before the end marker, so only frames are displaced.
+            self.stats.dropped += len(self.queue.put_displacing(item, nbytes))
+            return True
         while not self.closing.is_set():
-            if droppable:
-                try:
-                    self.queue.put_nowait(item)
-                    return
-                except queue.Full:
-                    try:
-                        self.queue.get_nowait()  # only frames are queued before the end marker
-                        self.stats.dropped += 1
-                    except queue.Empty:
-                        pass
-                    continue
-            try:
-                self.queue.put(item, timeout=0.1)  # re-checks `closing` while blocked
-                return
-            except queue.Full:
-                continue
+            if self.queue.put(item, nbytes, timeout=0.1):  # re-checks `closing` while blocked
+                return True
+        return False
 
     def shutdown(self, thread: threading.Thread, timeout: float) -> bool:
         """Stop the thread (unblocking it if it waits on the queue); True if it ended."""
@@ -321,11 +434,11 @@ class _Decoder:
         return not thread.is_alive()
 
     def _drain(self) -> None:
-        try:
-            while True:
-                self.queue.get_nowait()
-        except queue.Empty:
-            pass
+        self._discard(sum(isinstance(item, Frame) for item in self.queue.clear()))
+
+    def _discard(self, frames: int) -> None:
+        with self._discard_lock:
+            self.stats.discarded += frames
 
 
 # ----------------------------------------------------------------------------- readers
@@ -341,23 +454,33 @@ class _ContainerReader:
         options: dict[str, str],
         timeout: float | None,
         reconnect: Reconnect | None,
-        live: bool,
+        live: bool | None,
     ) -> None:
         self.spec = spec
         self._options = options
         self._timeout = timeout
         self.reconnect = reconnect
-        self.live = live
         self.container: av.container.InputContainer | None = self._open()
+        #: A file, or a URL naming one: read like a file (every frame, no reconnection).
+        self.finite = spec.kind == "file" or _is_finite(self.container, spec.url)
+        self.live = not self.finite if live is None else live
         stream = self.container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         self.fps = float(rate) if rate else math.nan
+        # Constant frame rate: timestamps place frames on a timeline of 1/fps steps (variable
+        # rates, as phones record, would leave false gaps: those count in decode order).
+        avg, base = stream.average_rate, stream.base_rate
+        self._cfr = bool(avg and base and abs(float(avg / base) - 1) < _CFR_TOLERANCE)
+        names = self.container.format.name.split(",")
+        self._presentation_pts = any(name in _PRESENTATION_PTS_FORMATS for name in names)
         ctx = stream.codec_context
-        self.frame_size = (ctx.width, ctx.height) if ctx.width and ctx.height else None
-        self.num_frames = None if live else self._count_frames(stream)
+        rotation = _display_rotation(spec.url) if spec.kind == "file" else 0
+        size = (ctx.width, ctx.height) if ctx.width and ctx.height else None
+        self.frame_size = size[::-1] if size and rotation % 180 else size
+        self.num_frames = None if self.live else self._count_frames(stream)
         # Timeline state; index and pts carry on across reconnections.
         self._index = -1
-        self._from_pts = True  # the next frame's index comes from its timestamp
+        self._from_pts = False  # the next frame's index comes from its timestamp (a seek)
         self._last_pts = -math.inf
         self._offset = 0.0  # added to timestamps of a reopened stream
         self._outage = math.nan  # seconds the last outage lasted (nan: none pending)
@@ -365,8 +488,8 @@ class _ContainerReader:
         # When the last read began: a stalled input's outage starts there, not when the read
         # finally times out (the frames of the wait are lost too).
         self._read_began = self._wall0
-        # Per session: time base, timestamp of pts 0, and whether gaps in the timestamps
-        # advance the index (files only; live clocks jitter and restart).
+        # Per session: time base, raw timestamp of pts 0, and whether indices follow the
+        # timestamps (files at a constant frame rate; live clocks jitter and restart).
         self._tb: Fraction | None = None
         self._origin: int | None = None
         self._timeline = False
@@ -461,15 +584,34 @@ class _ContainerReader:
         """
         stream = self._video(container)
         self._tb = stream.time_base
-        self._origin = stream.start_time  # None: the first frame's pts (cameras)
-        self._timeline = not self.live and self._index < 0
+        # pts 0: the stream's start, or the first frame's timestamp where timestamps are not
+        # presentation times (then frames lost at the very start leave no gap).
+        self._origin = stream.start_time if self._presentation_pts else None
+        # Only files (and URLs of files) have a timeline: a stream's clock, live or not, is no
+        # evidence of frames lost.
+        self._timeline = (
+            self.finite
+            and not self.live
+            and self._cfr
+            and self._index < 0
+            and not math.isnan(self.fps)
+        )
         self._end_reason = "end of stream"
         if seek > 0:
             frames = self._seek(container, stream, seek, out)
         else:
             frames = self._decode(container, stream, out)
+        # Files may store timestamps in decode order: sort them over a few frames. Live sources
+        # pass frames straight on (latency); cameras' and streams' clocks are presentation
+        # times (a file played live keeps its order, its pts may only be bumped to increase).
+        reorder: PtsReorderer[av.VideoFrame] = PtsReorderer(0 if self.live else REORDER_WINDOW)
         for frame in frames:
-            if not self._deliver(frame, out):
+            for ready, pts in reorder.push(frame, frame.pts):
+                if not self._deliver(ready, pts, out):
+                    reorder.clear()
+                    return False, "stopped"
+        for ready, pts in reorder.flush():
+            if not self._deliver(ready, pts, out):
                 return False, "stopped"
         return True, self._end_reason
 
@@ -487,7 +629,12 @@ class _ContainerReader:
         out: _Decoder,
     ) -> Iterator[av.VideoFrame]:
         """Decoded frames from the current position: corrupt packets are skipped and counted;
-        ends at the end of the data or after read errors (``_end_reason`` says which)."""
+        ends at the end of the data or after read errors (``_end_reason`` says which).
+
+        Raises:
+            SourceError: a read error on a URL read as a file (without a reconnection
+                policy): what is left of it cannot be told from what was lost.
+        """
         read_errors = 0
         packets = container.demux(stream)
         while True:
@@ -500,6 +647,12 @@ class _ContainerReader:
             except av.FFmpegError as exc:
                 self._end_reason = _reason(exc)
                 out.stats.error(f"read: {self._end_reason}")
+                if self.spec.kind == "stream" and self.finite and self.reconnect is None:
+                    hint = _RANGE_HINT if "mov" in container.format.name.split(",") else ""
+                    raise SourceError(
+                        f"{self}: read failed after {out.stats.decoded} frames: "
+                        f"{self._end_reason}{hint}"
+                    ) from exc
                 read_errors += 1
                 if self.live or self.reconnect is not None or read_errors >= _MAX_READ_ERRORS:
                     yield from self._drain(stream)
@@ -509,7 +662,7 @@ class _ContainerReader:
             try:
                 yield from packet.decode()
             except av.FFmpegError as exc:
-                out.stats.skipped_corrupt += 1
+                out.stats.decode_errors += 1
                 out.stats.error(f"decode: {_reason(exc)}")
 
     @staticmethod
@@ -531,16 +684,17 @@ class _ContainerReader:
         those before it).
 
         Some demuxers (MPEG-TS) seek only approximately: when the first frame is past
-        ``index``, the seek is retried from further back. Without timestamps, or when seeking
-        fails, the input is decoded from the beginning, counting frames.
+        ``index``, the seek is retried from further back. Without a timeline (no timestamps,
+        decode-order timestamps, variable frame rate), or when seeking fails, the input is
+        decoded from the beginning, counting frames.
         """
-        if math.isnan(self.fps) or self._tb is None or self._origin is None:
-            self._from_pts = False
+        origin = self._origin
+        if not self._timeline or self._tb is None or origin is None:
             return self._decode(container, stream, out)
         margin = 0.0  # seconds before the target
         for _ in range(_SEEK_TRIES):
             seconds = max(0.0, index / self.fps - margin)
-            target = self._origin + int(Fraction(seconds) / self._tb)
+            target = origin + int(Fraction(seconds) / self._tb)
             try:
                 container.seek(target, stream=stream, backward=True, any_frame=False)
             except av.FFmpegError:
@@ -549,7 +703,8 @@ class _ContainerReader:
             first = next(frames, None)
             if first is None or first.pts is None:
                 break
-            if round(float((first.pts - self._origin) * self._tb) * self.fps) <= index:
+            if round(float((first.pts - origin) * self._tb) * self.fps) <= index:
+                self._from_pts = True
                 return itertools.chain([first], frames)
             if seconds == 0.0:
                 break
@@ -560,23 +715,24 @@ class _ContainerReader:
         self._from_pts = False
         return self._decode(self.container, self._video(self.container), out)
 
-    def _pts(self, frame: av.VideoFrame) -> float:
-        """Seconds since the session's start; estimated when the frame has no timestamp."""
-        if frame.pts is not None and self._tb is not None:
-            if self._origin is None:
-                self._origin = frame.pts
-            return float((frame.pts - self._origin) * self._tb)
-        if self.live:
-            return time.monotonic() - self._wall0
-        return (self._index + 1) / self.fps  # nan when the rate is unknown too
+    def _seconds(self, raw: int | None) -> float | None:
+        """A raw timestamp in seconds since the session's origin; None without one."""
+        if raw is None or self._tb is None:
+            return None
+        if self._origin is None:
+            self._origin = raw
+        return float((raw - self._origin) * self._tb)
 
-    def _deliver(self, frame: av.VideoFrame, out: _Decoder) -> bool:
-        """Give a decoded frame its index and pts and offer it; False = stop decoding."""
-        stats = out.stats
-        if frame.is_corrupt:
-            stats.skipped_corrupt += 1
-            return True
-        pts = self._pts(frame)
+    def _deliver(self, frame: av.VideoFrame, raw_pts: int | None, out: _Decoder) -> bool:
+        """Give a decoded frame (in presentation order) its index and pts, and offer it;
+        False = stop decoding."""
+        pts = self._seconds(raw_pts)
+        timed = pts is not None
+        if pts is None:  # estimated: wall clock (live) or one frame after the last (files)
+            if self.live:
+                pts = time.monotonic() - self._wall0
+            else:
+                pts = self._last_pts + 1 / self.fps if self._index >= 0 else 0.0
         if not math.isnan(self._outage):
             # A reopened stream may restart its clock: continue after the outage.
             if pts + self._offset <= self._last_pts:
@@ -584,28 +740,29 @@ class _ContainerReader:
                 self._offset = self._last_pts + step - pts
             self._outage = math.nan
         pts += self._offset
-        if pts <= self._last_pts:
-            stats.skipped_corrupt += 1  # reordered or damaged: keep the timeline increasing
-            return True
-        fps = self.fps
-        timed = self._timeline and not math.isnan(fps) and not math.isnan(pts)
-        if self._from_pts and timed:
-            index = max(self._index + 1, round(pts * fps))
+        if pts <= self._last_pts:  # displaced beyond the window, repeated or reset
+            pts = self._last_pts + (1 / self.fps if self.fps > 0 else 1e-3)
+        if self._timeline and timed:
+            index = max(self._index + 1, round(pts * self.fps))
+            if not self._from_pts:  # after a seek, the frames before it were not wanted
+                out.stats.missing += index - self._index - 1
+        elif frame.is_corrupt:  # counted in decode order: takes no index (no gap)
+            out.reject()
+            return not out.closing.is_set()
         else:
             index = self._index + 1
-            if timed and math.isfinite(self._last_pts):
-                gap = round((pts - self._last_pts) * fps) - 1
-                if gap > 0:
-                    stats.missing += gap
-                    index += gap
         self._from_pts = False
         self._index = index
         self._last_pts = pts
-        return out.offer(index, pts, lambda: frame.to_ndarray(format="rgb24"))
+        if frame.is_corrupt:  # on the timeline: its index stays empty, counted as corrupt
+            out.reject()
+            return not out.closing.is_set()
+        return out.offer(index, pts, lambda: _to_rgb(frame))
 
 
 class _FolderReader:
-    """Decodes the images of a folder in natural order (``img2`` before ``img10``)."""
+    """Decodes the images of a folder in natural order (``img2`` before ``img10``), each at its
+    own size, upright by its EXIF orientation."""
 
     def __init__(self, path: Path, fps: float | None) -> None:
         self.path = path
@@ -614,8 +771,8 @@ class _FolderReader:
             raise SourceError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)})")
         self.fps = math.nan if fps is None else float(fps)
         self.num_frames = len(self.files)
-        self.frame_size: tuple[int, int] | None = None
-        for file in self.files:  # the first readable image sets the size
+        self.frame_size: tuple[int, int] | None = None  # of the first image; others may differ
+        for file in self.files:
             try:
                 first = self._decode(file)
             except SourceError:
@@ -630,10 +787,14 @@ class _FolderReader:
 
     @staticmethod
     def _decode(path: Path) -> np.ndarray:
+        """An image as 8-bit RGB (FFmpeg converts any pixel format: 16-bit, gray, alpha),
+        turned upright by its EXIF orientation, as viewers show it."""
         try:
             with av.open(str(path)) as container:
                 for frame in container.decode(video=0):
-                    return frame.to_ndarray(format="rgb24")
+                    # Pixels as stored: FFmpeg 8 also turns EXIF into a display rotation,
+                    # older versions do not; the tag is applied here, once, for all.
+                    return _upright(frame.to_ndarray(format="rgb24"), _exif_orientation(path))
         except (av.FFmpegError, OSError) as exc:
             raise SourceError(f"cannot decode {path}: {_reason(exc)}") from exc
         raise SourceError(f"cannot decode {path}: no image in it")
@@ -649,7 +810,7 @@ class _FolderReader:
             try:
                 image = self._decode(path)
             except SourceError as exc:
-                out.stats.skipped_corrupt += 1
+                out.stats.decode_errors += 1
                 out.stats.error(str(exc))
                 continue
             # The offer counts it as decoded; strides were skipped without decoding.
@@ -676,6 +837,7 @@ class Source:
         stride: int = 1,
         max_frames: int | None = None,
         queue_size: int = 32,
+        queue_bytes: int = DEFAULT_MAX_BYTES,
         live: bool = False,
         realtime: bool | float = False,
         join_timeout: float = 5.0,
@@ -701,6 +863,7 @@ class Source:
             stride=stride,
             max_frames=max_frames,
             queue_size=queue_size,
+            queue_bytes=queue_bytes,
             live=live,
             pacer=pacer,
             stats=self.stats,
@@ -721,7 +884,8 @@ class Source:
 
     @property
     def frame_size(self) -> tuple[int, int] | None:
-        """``(width, height)`` of the frames when known."""
+        """``(width, height)`` of the frames when known, as displayed (rotated); for an image
+        folder, of its first image (each frame has its own)."""
         return self._reader.frame_size
 
     @property
@@ -751,13 +915,12 @@ class Source:
             self.close()
             raise StopIteration
         while True:
-            try:
-                item = self._decoder.queue.get(timeout=0.1)
+            got, item = self._decoder.queue.get(timeout=0.1)
+            if got:
                 break
-            except queue.Empty:
-                if not self._thread.is_alive() and self._decoder.queue.empty():
-                    self._done = True  # closed from another thread
-                    raise StopIteration from None
+            if not self._thread.is_alive() and not len(self._decoder.queue):
+                self._done = True  # closed from another thread
+                raise StopIteration
         if item is _END or isinstance(item, BaseException):
             self._done = True
             self._thread.join(self._join_timeout)
@@ -799,6 +962,7 @@ def open_source(
     stride: int = 1,
     max_frames: int | None = None,
     queue_size: int = 32,
+    queue_bytes: int = DEFAULT_MAX_BYTES,
     live: bool | None = None,
     realtime: bool | float = False,
     timeout: float = 5.0,
@@ -814,7 +978,8 @@ def open_source(
             jpeg, bmp, tif, in natural order); a camera: an index (``0`` or ``"0"``:
             ``/dev/video0`` with v4l2 on Linux, avfoundation on macOS), a device
             (``/dev/video2``) or ``"FORMAT:DEVICE"`` (``"dshow:video=Integrated Camera"``,
-            ``"avfoundation:0"``); or a stream URL (rtsp, rtmp, http(s), udp, tcp, srt).
+            ``"avfoundation:0"``); or a URL (rtsp, rtmp, http(s), udp, tcp, srt): an
+            http(s) URL of a file with a known size is read as a file, others are streams.
         start: first frame index to deliver; files seek to the keyframe before it and decode
             up to it (exact for constant-frame-rate files with timestamps; otherwise indices
             after a seek are estimated from pts × fps, and streams without timestamps are
@@ -823,15 +988,18 @@ def open_source(
         stride: deliver every ``stride``-th frame from ``start``.
         max_frames: deliver at most this many frames.
         queue_size: decoded frames buffered ahead of the consumer.
+        queue_bytes: bytes of decoded frames buffered ahead of the consumer (at least one
+            frame whatever its size); with ``queue_size`` this bounds a source's memory.
         live: drop the oldest frame when the consumer falls behind; default True for cameras,
-            streams and ``realtime``, False for files and folders (a live file still ends at
-            its end, unless ``reconnect`` is given).
+            live streams and ``realtime``, False for files, folders and URLs of files (a live
+            file still ends at its end, unless ``reconnect`` is given).
         realtime: play a file or folder as a virtual camera at its frame rate (True) or at
             this many frames per second; implies ``live`` unless ``live=False``.
         timeout: seconds to wait when opening and reading cameras and streams.
         reconnect: reopening policy when a live source fails or ends: a :class:`Reconnect`, a
-            number of attempts, or 0 for none; default 5 attempts for cameras and streams and
-            none for files (a file with a policy is reopened at its end, i.e. looped).
+            number of attempts, or 0 for none; default 5 attempts for cameras and live streams
+            and none for files and URLs of files (a file with a policy is reopened at its
+            end, i.e. looped).
         format: FFmpeg input format, overriding the guess (e.g. ``"mjpeg"``).
         options: FFmpeg input options (strings), merged over the defaults (for RTSP:
             ``rtsp_transport=tcp`` and socket timeouts in µs as ``timeout``/``rw_timeout``).
@@ -841,26 +1009,23 @@ def open_source(
         FileNotFoundError: a missing file, folder or device.
         SourceError: anything else that cannot be opened (the message has FFmpeg's reason).
     """
-    if start < 0 or stride < 1 or queue_size < 1 or (max_frames is not None and max_frames < 0):
+    if start < 0 or stride < 1 or queue_size < 1 or queue_bytes < 1:
         raise ValueError(
-            f"need start >= 0, stride >= 1, queue_size >= 1, max_frames >= 0; got {start=}, "
-            f"{stride=}, {queue_size=}, {max_frames=}"
+            f"need start >= 0, stride >= 1, queue_size >= 1, queue_bytes >= 1; got {start=}, "
+            f"{stride=}, {queue_size=}, {queue_bytes=}"
         )
+    if max_frames is not None and max_frames < 0:
+        raise ValueError(f"need max_frames >= 0, got {max_frames}")
     resolved = _resolve(spec, format)
     if resolved.kind in ("file", "folder") and not Path(resolved.url).exists():
         raise FileNotFoundError(f"no such file or folder: {redact_url(resolved.url)}")
     network = resolved.kind in ("camera", "stream")
-    if live is None:
-        live = network or realtime is not False
-    if reconnect is None:
-        policy = Reconnect() if network else None
-    elif isinstance(reconnect, int):
-        policy = Reconnect(attempts=reconnect) if reconnect > 0 else None
-    else:
-        policy = reconnect
+    if live is None and realtime is not False:
+        live = True
     reader: _ContainerReader | _FolderReader
     if resolved.kind == "folder":
         reader = _FolderReader(Path(resolved.url), fps)
+        live = bool(live)
     else:
         merged = _stream_options(resolved.url, timeout) if resolved.kind == "stream" else {}
         merged.update(options or {})
@@ -868,9 +1033,16 @@ def open_source(
             resolved,
             options=merged,
             timeout=timeout if network else None,
-            reconnect=policy,
+            reconnect=None,
             live=live,
         )
+        live = reader.live
+        if reconnect is None:
+            reader.reconnect = Reconnect() if network and not reader.finite else None
+        elif isinstance(reconnect, int):
+            reader.reconnect = Reconnect(attempts=reconnect) if reconnect > 0 else None
+        else:
+            reader.reconnect = reconnect
     return Source(
         reader,
         start=start,
@@ -878,6 +1050,7 @@ def open_source(
         stride=stride,
         max_frames=max_frames,
         queue_size=queue_size,
+        queue_bytes=queue_bytes,
         live=live,
         realtime=realtime,
     )
