@@ -247,8 +247,9 @@ class Engine:
         workers: solver processes: ``0`` = in the driver, ``N`` = ``N`` Ray actors.
         ray_address: a Ray cluster to use (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``);
             default: a local Ray started with ``workers`` CPUs.
-        backend: detector backend, ``auto``, ``tensorrt``, ``compile`` or ``eager`` (see
-            :func:`~deepercut.engine.backend.select_backend`).
+        backend: detector backend, ``auto``, ``tensorrt``, ``compile``, ``onnxruntime`` or
+            ``eager`` (see :func:`~deepercut.engine.backend.select_backend`).
+        threads: the detector's CPU threads (ONNX Runtime intra-op); default torch's count.
         device: ``cuda`` when available, else ``cpu``.
         batch_size: frames per detector batch.
         max_batch_wait: live mode: seconds a batch waits for more frames after its first
@@ -297,6 +298,7 @@ class Engine:
         backend: str = "auto",
         device: str | torch.device | None = None,
         precision: str | None = None,
+        threads: int | None = None,
         batch_size: int = 8,
         max_batch_wait: float = 0.05,
         live: bool | None = None,
@@ -392,6 +394,7 @@ class Engine:
                 backend=backend,
                 batch_size=batch_size,
                 precision=precision,
+                threads=threads,
             )
             self.detector: Detector = network
             self.backend, self.backend_reason = network.backend, network.reason
