@@ -370,7 +370,7 @@ def _build_compile(spec: _Spec) -> CompiledDetector:
 
 def _build_onnxruntime(spec: _Spec) -> CompiledDetector:
     if not onnxruntime_available():
-        raise BackendUnavailable("onnxruntime is not installed (pip install -e '.[onnx]')")
+        raise BackendUnavailable("onnxruntime is not installed (pip install onnx onnxruntime)")
     if spec.device.type != "cpu":
         raise BackendUnavailable("the onnxruntime backend runs on the CPU")
     if spec.precision != "fp32":
