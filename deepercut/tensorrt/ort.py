@@ -110,8 +110,12 @@ def cached_onnx(
     export_onnx(net, staged, input_hw, max_batch=max(2, batch_range[2]), exporter="torchscript")
     data = staged.read_bytes()
     try:
+        # The digest first: a reader never finds the model without it (a digest without a
+        # model, or of another build, only makes it rebuild).
+        cache.path(key, MODEL_SUFFIX).with_suffix(DIGEST_SUFFIX).write_text(
+            file_digest(data) + "\n"
+        )
         path = cache.commit(key, staged, MODEL_SUFFIX)
-        path.with_suffix(DIGEST_SUFFIX).write_text(file_digest(data) + "\n")
     except OSError as exc:  # a working model that could not be cached is still a model
         log.warning("ONNX model built but not cached: %s", exc)
         staged.unlink(missing_ok=True)
