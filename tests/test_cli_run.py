@@ -63,7 +63,7 @@ def test_stream_has_one_record_per_decoded_frame_and_overlay_matches(files) -> N
     header, poses = read(out)
     assert header["skeleton"] == MPII14.to_dict()
     assert header["source"]["fps"] == 25.0 and header["source"]["frame_size"] == [320, 240]
-    assert header["model"]["backend"] == "eager" and header["model"]["solver"] == "heuristic"
+    assert header["model"]["backend"] == "onnxruntime" and header["model"]["solver"] == "heuristic"
     assert [p.frame for p in poses] == list(range(decoded_frames(root / "people.mp4")))
     assert [p.pts for p in poses] == pytest.approx([i / 25.0 for i in range(VIDEO_FRAMES)])
     assert decoded_frames(render) == VIDEO_FRAMES

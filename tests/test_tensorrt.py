@@ -207,7 +207,9 @@ def test_network_without_pairwise_head_keeps_its_output_form() -> None:
 # ---------------------------------------------------------------- the fallback chain
 
 
-def test_auto_on_cpu_is_the_plain_network(caplog) -> None:
+def test_auto_on_cpu_is_the_plain_network(caplog, monkeypatch) -> None:
+    # Without ONNX Runtime (with it, auto picks it: tests/test_onnxruntime.py).
+    monkeypatch.setattr(compile_mod, "onnxruntime_available", lambda: False)
     net = tiny_net()
     with caplog.at_level(logging.INFO, logger="deepercut.tensorrt.compile"):
         detector = compile_detector(net, HW, (1, 2, 4), "fp32", "auto")

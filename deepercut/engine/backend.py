@@ -3,9 +3,10 @@ engine's frames → candidates callable.
 
 :func:`select_backend` turns a requested backend into a working forward function through
 :func:`~deepercut.tensorrt.compile_detector`, falling back along ``tensorrt → compile →
-eager`` when one is unavailable or fails to build (each candidate is built and run once on an
-example batch, so a failure shows here and not mid-stream). ``auto`` is ``eager`` on CPU
-(compilation costs minutes and rarely pays off there) and the whole chain on CUDA.
+eager`` (``onnxruntime → eager`` on CPU) when one is unavailable or fails to build (each
+candidate is built and run once on an example batch, so a failure shows here and not
+mid-stream). ``auto`` is ``onnxruntime`` on CPU when installed (else ``eager``) and the whole
+GPU chain on CUDA.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def select_backend(
     """A forward function for ``net`` on ``device``.
 
     Args:
-        name: ``auto``, ``tensorrt``, ``compile`` or ``eager``.
+        name: ``auto``, ``tensorrt``, ``compile``, ``onnxruntime`` or ``eager``.
         net: the detector (already on ``device``, eval mode).
         device: where it runs.
         example: an input batch [B, 3, H, W] giving the static H×W and the batch size compiled
@@ -155,12 +156,13 @@ class NetworkDetector:
         input_hw: network input size (multiples of 16); default: the model's.
         params: candidate extraction settings.
         device: default ``cuda`` when available, else ``cpu``.
-        backend: ``auto``, ``tensorrt``, ``compile`` or ``eager``.
+        backend: ``auto``, ``tensorrt``, ``compile``, ``onnxruntime`` or ``eager``.
         batch_size: the batch size compiled backends are optimised for (TensorRT accepts 1 to
             ``batch_size``; ``torch.compile`` pads smaller batches to it).
         precision: ``fp16`` or ``fp32``; default FP16 on CUDA, FP32 on the CPU.
-        cache_dir: TensorRT engine folder (default ``engines`` under ``$DEEPERCUT_CACHE``
-            or ``~/.cache/deepercut``; see :mod:`deepercut.private_cache`).
+        cache_dir: TensorRT engine / ONNX model folder (default ``engines`` under
+            ``$DEEPERCUT_CACHE`` or ``~/.cache/deepercut``; see :mod:`deepercut.private_cache`).
+        threads: ONNX Runtime intra-op threads; default torch's thread count.
     """
 
     def __init__(
@@ -174,6 +176,7 @@ class NetworkDetector:
         batch_size: int = 8,
         precision: str | None = None,
         cache_dir: str | None = None,
+        threads: int | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
@@ -192,6 +195,7 @@ class NetworkDetector:
             # No CUDA graphs: the engine calls the detector from its detection thread, and
             # torch.compile's CUDA-graph trees assert across threads (pytorch#123177).
             compile_mode="default",
+            threads=threads,
         )
         self.backend, self.reason = self.compiled.backend, self.compiled.reason
         self.predictor.forward = _as_forward(self.compiled)

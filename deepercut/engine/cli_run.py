@@ -136,7 +136,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--input-size", type=parse_hw, default=None, help="network input HxW")
     p.add_argument("--batch-size", type=int, default=8, help="frames per detector batch")
     p.add_argument(
-        "--max-batch-wait", type=float, default=0.05, help="seconds a batch waits for frames"
+        "--live-batch",
+        type=int,
+        default=None,
+        help="live mode: newest frames detected at once (default: 1 on CPU, --batch-size on CUDA)",
     )
     p.add_argument("--start", type=int, default=0, help="first frame index")
     p.add_argument("--stop", type=int, default=None, help="frame index to stop before")
@@ -208,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
                 device=args.device,
                 precision=args.precision,
                 batch_size=args.batch_size,
-                max_batch_wait=args.max_batch_wait,
+                live_batch_size=args.live_batch,
                 live=source.is_live,
                 input_hw=args.input_size,
                 time_limit=args.time_limit,

@@ -6,10 +6,10 @@
     (decoder    thread       (detection thread:      (caller's thread;    (caller's thread)
      thread)                  GPU when present)       in-process or Ray)
 
-The source decodes in its own thread; a prefetch thread hands frames over so a live batch can
-close on time (``max_batch_wait`` after its first frame) even when no further frame comes.
-File batches are always full (but the last): the same frames are batched together on every
-run, so results are reproducible (a network's float results depend slightly on the batch).
+The source decodes in its own thread; a prefetch thread hands frames over (in live mode only
+the newest ones, see below). File batches are always full (but the last): the same frames
+are batched together on every run, so results are reproducible (a network's float results
+depend slightly on the batch).
 Detection runs batched in a thread of the driver, so the caller's thread keeps collecting and
 handing back solved frames meanwhile; only the compact per-frame
 :class:`~deepercut.types.Candidates` go on to the solver pool, which keeps a bounded window,
@@ -19,8 +19,12 @@ re-orders and applies backpressure (see :mod:`deepercut.engine.pool`). With
 
 Modes: in *file mode* nothing is dropped: a slow solver stage blocks the driver, which stops
 reading, and the source's decoder waits. In *live mode* (cameras, streams, ``realtime`` files)
-the source drops its oldest queued frame when the driver falls behind, and the pool drops its
-oldest pending frame when the solvers fall behind; both are counted in :class:`EngineStats`.
+latency never builds up: a reader thread keeps only the newest ``live_batch_size`` frames
+(older ones are dropped as stale); the detector, whenever it is free, takes what is waiting
+(never waiting for a batch to fill); a detected batch is handed to the solvers before the next
+one is taken, so at most one detected batch waits; and the pool keeps a window of two frames
+per solver actor and drops its oldest pending frame when the solvers fall behind. Every drop
+is counted in :class:`EngineStats`.
 
 Identities: the solved frames leave the pool in frame order and only then go through the
 online tracker (:mod:`deepercut.engine.tracking`, ``track``) and the optional One-Euro smoother
@@ -121,6 +125,8 @@ class EngineStats:
         skipped_source: source frames lost to damaged data: flagged corrupt, or missing from
             the file's timeline (see :class:`~deepercut.engine.sources.SourceStats`).
         dropped_solver: frames the solver pool dropped (live).
+        dropped_stale: frames the engine skipped before detection because newer ones were
+            waiting (live); they get no :class:`FrameResult`, like the source's drops.
         people: people found, summed over frames.
         statuses: solver status per frame (``optimal``, ``time_limit``, ``error``...).
         fallbacks: frames whose solve fell back to the heuristic.
@@ -140,6 +146,7 @@ class EngineStats:
     dropped_source: int = 0
     skipped_source: int = 0
     dropped_solver: int = 0
+    dropped_stale: int = 0
     people: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     fallbacks: int = 0
@@ -151,7 +158,7 @@ class EngineStats:
 
     @property
     def dropped(self) -> int:
-        return self.dropped_source + self.dropped_solver
+        return self.dropped_source + self.dropped_solver + self.dropped_stale
 
     @property
     def fps(self) -> float:
@@ -208,6 +215,7 @@ class EngineStats:
             "dropped_source": self.dropped_source,
             "skipped_source": self.skipped_source,
             "dropped_solver": self.dropped_solver,
+            "dropped_stale": self.dropped_stale,
             "people_per_frame": round(self.people_per_frame, 3),
             "statuses": dict(self.statuses),
             "fallbacks": self.fallbacks,
@@ -259,12 +267,14 @@ class Engine:
             warning, and :attr:`ray_fallback` says why.
         ray_address: a Ray cluster to use (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``);
             default: a local Ray started with ``workers`` CPUs.
-        backend: detector backend, ``auto``, ``tensorrt``, ``compile`` or ``eager`` (see
-            :func:`~deepercut.engine.backend.select_backend`).
+        backend: detector backend, ``auto``, ``tensorrt``, ``compile``, ``onnxruntime`` or
+            ``eager`` (see :func:`~deepercut.engine.backend.select_backend`).
+        threads: the detector's CPU threads (ONNX Runtime intra-op); default torch's count.
         device: ``cuda`` when available, else ``cpu``.
-        batch_size: frames per detector batch.
-        max_batch_wait: live mode: seconds a batch waits for more frames after its first
-            (file mode always fills batches).
+        batch_size: frames per detector batch in file mode.
+        live_batch_size: live mode's largest batch, and how many of the newest frames wait
+            for the detector; default 1 on the CPU (where a batch costs as much as its frames
+            one by one, so batching only adds latency), ``batch_size`` on CUDA.
         live: drop instead of waiting under overload; default: the source's own mode.
         precision: detector precision, ``fp16`` or ``fp32``; default FP16 on CUDA, FP32 on
             the CPU.
@@ -275,7 +285,8 @@ class Engine:
         min_parts: fewest parts a reported person has.
         max_people: at most this many people per frame, the highest-scoring (``None``: all;
             1 for a single-animal project).
-        max_in_flight: solver window; default ``3 × workers``.
+        max_in_flight: solver window; default ``3 × workers`` (live: ``2 × workers``, one
+            frame solving and one queued per actor).
         candidate_params: candidate extraction settings of the default detector.
         detector: replaces the network (``frames → candidates``); the model then only
             provides the skeleton and the pairwise model.
@@ -309,8 +320,9 @@ class Engine:
         backend: str = "auto",
         device: str | torch.device | None = None,
         precision: str | None = None,
+        threads: int | None = None,
         batch_size: int = 8,
-        max_batch_wait: float = 0.05,
+        live_batch_size: int | None = None,
         live: bool | None = None,
         input_hw: tuple[int, int] | None = None,
         time_limit: float = 1.0,
@@ -333,8 +345,8 @@ class Engine:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if max_batch_wait < 0:
-            raise ValueError(f"max_batch_wait must be >= 0, got {max_batch_wait}")
+        if live_batch_size is not None and live_batch_size < 1:
+            raise ValueError(f"live_batch_size must be >= 1, got {live_batch_size}")
         if ray_address and workers == 0 and detector_actors == 0:
             raise ValueError("a Ray address needs workers >= 1 (workers=0 solves in-process)")
         self.model = model if isinstance(model, Model) else load_model(model)
@@ -369,7 +381,6 @@ class Engine:
             else (smooth if isinstance(smooth, OneEuroConfig) else OneEuroConfig())
         )
         self.batch_size = batch_size
-        self.max_batch_wait = max_batch_wait
         self.live = live
         self.workers = 0 if temporal else workers  # the temporal solve runs in the driver
         self.max_in_flight = max_in_flight
@@ -407,6 +418,7 @@ class Engine:
                 backend=backend,
                 batch_size=batch_size,
                 precision=precision,
+                threads=threads,
             )
             self.detector: Detector = network
             self.backend, self.backend_reason = network.backend, network.reason
@@ -416,6 +428,7 @@ class Engine:
             self.backend, self.backend_reason = "custom", "detector given"
             self.device = torch.device("cpu")
             self.input_hw = tuple(input_hw or self.model.input_hw)
+        self.live_batch_size = live_batch_size or (batch_size if self.device.type == "cuda" else 1)
 
     # ------------------------------------------------------------------ lifetime
 
@@ -592,6 +605,9 @@ class Engine:
         failure: Exception | None = None
         try:
             pool.reset(live)
+            if self.max_in_flight is None and pool.workers:
+                # Live: one frame solving and one queued per actor; more only waits.
+                pool.max_in_flight = (2 if live else 3) * pool.workers
             stats.pool = pool.stats
             try:
                 for batch in detected:
@@ -654,11 +670,17 @@ class Engine:
         the caller keeps collecting and handing back solved frames while the next batch is
         being detected; one detected batch waits at most, so backpressure reaches the source.
         """
-        received = ((frame, time.perf_counter()) for frame in frames)
-        prefetch = _Background(received, maxsize=1, name="deepercut-prefetch")
-        detection = _Background(
-            self._detect_batches(prefetch, live, keep_images), maxsize=1, name="deepercut-detect"
-        )
+        prefetch: _Background | _NewestFrames
+        if live:
+            prefetch = _NewestFrames(frames, self.live_batch_size, name="deepercut-newest")
+            work = self._detect_live(prefetch, keep_images)
+        else:
+            received = ((frame, time.perf_counter()) for frame in frames)
+            prefetch = _Background(received, maxsize=1, name="deepercut-prefetch")
+            work = self._detect_batches(prefetch, keep_images)
+        # Live: the next batch is taken only once the previous one was handed over, so the
+        # detector works on the newest frames and at most one detected batch waits.
+        detection = _Background(work, maxsize=1, name="deepercut-detect", handoff=live)
         try:
             while True:
                 item = detection.get(_POLL_S)
@@ -674,19 +696,34 @@ class Engine:
             detection.join()
 
     def _detect_batches(
-        self, prefetch: _Background, live: bool, keep_images: bool
+        self, prefetch: _Background, keep_images: bool
     ) -> Iterator[list[_Detected]]:
-        """The detection thread's work: batches of frames through the detector."""
-        for batch in self._batches(prefetch, live):
-            if not batch:
-                continue
-            with self._timed("detect"):
-                found = self.detector([frame for frame, _ in batch])
-            self.stats.frames += len(batch)
-            yield [
-                (f.index, f.pts, received, f.image if keep_images else None, c)
-                for (f, received), c in zip(batch, found, strict=True)
-            ]
+        """The detection thread's work in file mode: full batches through the detector."""
+        for batch in self._batches(prefetch):
+            if batch:
+                yield self._detect(batch, keep_images)
+
+    def _detect_live(self, newest: _NewestFrames, keep_images: bool) -> Iterator[list[_Detected]]:
+        """The detection thread's work in live mode: whatever newest frames wait, at once."""
+        while True:
+            with self._timed("decode"):
+                batch = newest.take(_POLL_S)
+            stats = self.stats
+            stats.frames += newest.dropped - stats.dropped_stale
+            stats.dropped_stale = newest.dropped
+            if batch is _END:
+                return
+            if batch:
+                yield self._detect(batch, keep_images)
+
+    def _detect(self, batch: list[tuple[Frame, float]], keep_images: bool) -> list[_Detected]:
+        with self._timed("detect"):
+            found = self.detector([frame for frame, _ in batch])
+        self.stats.frames += len(batch)
+        return [
+            (f.index, f.pts, received, f.image if keep_images else None, c)
+            for (f, received), c in zip(batch, found, strict=True)
+        ]
 
     def _detect_sharded(
         self, path: str, start: int, stop: int | None, stride: int
@@ -704,16 +741,14 @@ class Engine:
             self.stats.frames += len(chunk)
             yield [(index, pts, received, None, c) for index, pts, c in chunk]
 
-    def _batches(self, prefetch: _Background, live: bool) -> Iterator[list[tuple[Frame, float]]]:
-        """Batches of ``(frame, received_time)``: full ones, or in live mode those whose first
-        frame waited ``max_batch_wait``; an empty list after each idle poll interval."""
+    def _batches(self, prefetch: _Background) -> Iterator[list[tuple[Frame, float]]]:
+        """File mode's batches of ``(frame, received_time)``: full ones (the last may not be);
+        an empty list after each idle poll interval."""
         batch: list[tuple[Frame, float]] = []
-        deadline = math.inf
         while True:
-            wait = _POLL_S if not batch else min(_POLL_S, max(0.0, deadline - time.monotonic()))
             with self._timed("decode"):
                 try:
-                    item = prefetch.get(wait)
+                    item = prefetch.get(_POLL_S)
                 except Exception:
                     if batch:  # the source failed: the frames it gave still get their poses
                         yield batch
@@ -724,11 +759,9 @@ class Engine:
                 return
             if isinstance(item, tuple):
                 batch.append(item)
-                if len(batch) == 1 and live:
-                    deadline = time.monotonic() + self.max_batch_wait
-            if batch and (len(batch) >= self.batch_size or time.monotonic() >= deadline):
+            if len(batch) >= self.batch_size:
                 yield batch
-                batch, deadline = [], math.inf
+                batch = []
             elif item is None:
                 yield []
 
@@ -766,19 +799,25 @@ _END = object()
 class _Background:
     """Runs an iterator in a daemon thread, handing its items over through a bounded queue
     (the thread waits while it is full: backpressure). ``get`` re-raises the iterator's
-    exception in the consumer."""
+    exception in the consumer. With ``handoff`` the thread asks for its next item only once
+    the consumer took the previous one (so that item is made from the freshest input)."""
 
-    def __init__(self, items: Iterator[Any], maxsize: int, name: str) -> None:
+    def __init__(
+        self, items: Iterator[Any], maxsize: int, name: str, handoff: bool = False
+    ) -> None:
         self._items = items
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
         self._stopping = threading.Event()
+        self._handoff = handoff
+        self._taken = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
             for item in self._items:
-                if not self._put(item):
+                self._taken.clear()
+                if not self._put(item) or (self._handoff and not self._wait_taken()):
                     return
             self._put(_END)
         except BaseException as exc:  # re-raised in the consumer
@@ -793,12 +832,19 @@ class _Background:
                 continue
         return False
 
+    def _wait_taken(self) -> bool:
+        while not self._stopping.is_set():
+            if self._taken.wait(timeout=0.1):
+                return True
+        return False
+
     def get(self, timeout: float) -> Any:
         """The next item, ``_END`` after the last, or ``None`` after ``timeout`` seconds."""
         try:
             item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
         except queue.Empty:
             return None
+        self._taken.set()
         if isinstance(item, BaseException):
             raise item
         return item
@@ -811,6 +857,67 @@ class _Background:
                 self._queue.get_nowait()
         except queue.Empty:
             pass
+
+    def join(self) -> None:
+        self._thread.join(timeout=5.0)
+
+
+class _NewestFrames:
+    """Live mode's hand-off from the source: a daemon thread reads frames as they come and
+    keeps only the newest ``capacity`` of them with their arrival times; older ones are
+    dropped (counted in :attr:`dropped`), so a frame never waits behind stale ones."""
+
+    def __init__(self, frames: Iterable[Frame], capacity: int, name: str) -> None:
+        self._frames = frames
+        self._waiting: deque[tuple[Frame, float]] = deque()
+        self._capacity = capacity
+        self._ready = threading.Condition()
+        self._stopping = False
+        self._ended = False
+        self._error: BaseException | None = None
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for frame in self._frames:
+                now = time.perf_counter()
+                with self._ready:
+                    if self._stopping:
+                        return
+                    self._waiting.append((frame, now))
+                    if len(self._waiting) > self._capacity:
+                        self._waiting.popleft()
+                        self.dropped += 1
+                    self._ready.notify()
+        except BaseException as exc:  # re-raised in the consumer once the waiting frames went
+            self._error = exc
+        finally:
+            with self._ready:
+                self._ended = True
+                self._ready.notify()
+
+    def take(self, timeout: float) -> list[tuple[Frame, float]] | object:
+        """Every waiting frame, oldest first (at most ``capacity``); ``[]`` when none came
+        within ``timeout`` seconds; ``_END`` once the source ended and none waits (or the
+        source's exception)."""
+        with self._ready:
+            if not self._waiting and not self._ended:
+                self._ready.wait(timeout)
+            if self._waiting:
+                batch = list(self._waiting)
+                self._waiting.clear()
+                return batch
+            if self._error is not None:
+                raise self._error
+            return _END if self._ended else []
+
+    def stop(self) -> None:
+        """Ask the reader to end (closing the source unblocks one waiting for a frame)."""
+        with self._ready:
+            self._stopping = True
+            self._waiting.clear()
 
     def join(self) -> None:
         self._thread.join(timeout=5.0)

@@ -1,4 +1,4 @@
-"""GPU backends for the detector: torch-tensorrt, ``torch.compile``, eager FP16; exports.
+"""Detector backends: torch-tensorrt, ``torch.compile``, ONNX Runtime (CPU), eager FP16; exports.
 
 Lives inside the package (``deepercut.tensorrt``) so it never shadows NVIDIA's ``tensorrt``
 module. Imports only torch (and numpy); torch-tensorrt, onnx and onnxruntime load on use.

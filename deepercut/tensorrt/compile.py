@@ -1,13 +1,17 @@
-"""The detector compiled for a GPU: torch-tensorrt, else ``torch.compile``, else eager.
+"""The detector compiled for its device: torch-tensorrt, ``torch.compile`` or ONNX Runtime,
+else eager.
 
 :func:`compile_detector` builds the fastest backend it can and falls back along
-``tensorrt → compile → eager`` with one log line saying what it chose and why:
+``tensorrt → compile → eager`` (GPU) or ``onnxruntime → eager`` (CPU) with one log line
+saying what it chose and why:
 
 - ``tensorrt``: torch-tensorrt's dynamo path (``torch.export`` with a dynamic batch dimension
   and a static H×W, since a dynamic H/W through the transposed-convolution + skip path is known
   to fail), cached on disk (:mod:`deepercut.tensorrt.cache`) so the second start only loads it.
 - ``compile``: ``torch.compile`` (default mode ``reduce-overhead``: Inductor kernels replayed
   as CUDA graphs), specialised to one batch size.
+- ``onnxruntime``: the FP32 ONNX export on ONNX Runtime's CPU provider, cached and verified
+  (:mod:`deepercut.tensorrt.ort`).
 - ``eager``: the network as it is (``fp32``), or a copy with frozen BatchNorm folded into the
   convolutions, cast to FP16 and in channels-last layout (``fp16``).
 
@@ -39,11 +43,12 @@ from deepercut.model.resnet import FrozenBatchNorm2d
 from deepercut.private_cache import UntrustedCache
 from deepercut.tensorrt.cache import EngineCache, EngineKey
 from deepercut.tensorrt.safe_load import UnsafeArchive, load_exported_program
+from deepercut.tensorrt.ort import OrtForward, cached_onnx, onnxruntime_available
 
 log = logging.getLogger(__name__)
 
 #: Backends :func:`compile_detector` accepts (``auto``: the best one the device allows).
-BACKENDS = ("auto", "tensorrt", "compile", "eager")
+BACKENDS = ("auto", "tensorrt", "compile", "onnxruntime", "eager")
 #: Precisions it accepts.
 PRECISIONS = ("fp16", "fp32")
 _DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
@@ -52,6 +57,7 @@ _CHAINS = {
     "auto": ("tensorrt", "compile", "eager"),
     "tensorrt": ("tensorrt", "compile", "eager"),
     "compile": ("compile", "eager"),
+    "onnxruntime": ("onnxruntime", "eager"),
     "eager": ("eager",),
 }
 #: Output names, in the order :class:`InferenceNet` returns them.
@@ -229,6 +235,7 @@ def compile_detector(
     cache_dir: str | os.PathLike[str] | None = None,
     compile_mode: str = "reduce-overhead",
     channels_last: bool = True,
+    threads: int | None = None,
 ) -> CompiledDetector:
     """The detector on the best available backend, falling back ``tensorrt → compile → eager``.
 
@@ -239,8 +246,9 @@ def compile_detector(
         batch_range: (min, opt, max) batch sizes, or one size. TensorRT gets a dynamic batch
             over the range, optimised for ``opt``; ``torch.compile`` is specialised to ``opt``.
         precision: ``fp16`` (cast inside the graph) or ``fp32``.
-        backend: ``auto`` (eager on CPU, else the whole chain), ``tensorrt``, ``compile`` or
-            ``eager``; a failing backend falls back to the next one.
+        backend: ``auto`` (on CPU ``onnxruntime`` when installed, else ``eager``; on CUDA the
+            whole GPU chain), ``tensorrt``, ``compile``, ``onnxruntime`` or ``eager``; a
+            failing backend falls back to the next one.
         device: where it runs (default: where the network is).
         cache_dir: TensorRT engine folder (default ``engines`` under the cache root,
             ``$DEEPERCUT_CACHE`` or ``~/.cache/deepercut``); it must be private to the user
@@ -249,6 +257,8 @@ def compile_detector(
             ``max-autotune``: also benchmark kernel choices, minutes per shape; ``default``).
             Modes with CUDA graphs must run in the thread that built them (pytorch#123177).
         channels_last: channels-last layout for ``compile`` and FP16 ``eager``.
+        threads: ONNX Runtime intra-op threads; default torch's thread count (the budget
+            eager runs with).
 
     Returns:
         The built detector; its ``backend`` and ``reason`` say what was chosen and why (also
@@ -265,10 +275,16 @@ def compile_detector(
             raise ValueError(f"input H×W must be positive multiples of 16, got {input_hw}")
     device = torch.device(device) if device is not None else _device_of(net)
     if backend == "auto" and device.type != "cuda":
-        chain, note = ("eager",), "auto on CPU: compilation rarely pays off there"
+        if onnxruntime_available() and input_hw is not None:
+            chain, note = _CHAINS["onnxruntime"], "auto on CPU: ONNX Runtime installed"
+        else:
+            chain, note = ("eager",), "auto on CPU without ONNX Runtime (or an input size)"
     else:
         chain, note = _CHAINS[backend], "requested" if backend != "auto" else "auto on CUDA"
-    spec = _Spec(net, input_hw, bounds, precision, device, cache_dir, compile_mode, channels_last)
+    threads = threads or torch.get_num_threads()
+    spec = _Spec(
+        net, input_hw, bounds, precision, device, cache_dir, compile_mode, channels_last, threads
+    )
     skipped: list[str] = []
     for candidate in chain:
         started = time.perf_counter()
@@ -303,6 +319,7 @@ class _Spec:
     cache_dir: str | os.PathLike[str] | None
     compile_mode: str
     channels_last: bool
+    threads: int
 
     def example(self, batch: int) -> Tensor:
         if self.input_hw is None:
@@ -352,6 +369,33 @@ def _build_compile(spec: _Spec) -> CompiledDetector:
         spec.batch_range,
         batch_sizes=(opt,),
         to_output=prepared.to_output,
+    )
+
+
+def _build_onnxruntime(spec: _Spec) -> CompiledDetector:
+    if not onnxruntime_available():
+        raise BackendUnavailable("onnxruntime is not installed (pip install onnx onnxruntime)")
+    if spec.device.type != "cpu":
+        raise BackendUnavailable("the onnxruntime backend runs on the CPU")
+    if spec.precision != "fp32":
+        raise BackendUnavailable("the onnxruntime backend runs in fp32")
+    if spec.input_hw is None:
+        raise BackendUnavailable("compiled backends need a static input H×W")
+    lo, _, hi = spec.batch_range
+    model, path = cached_onnx(spec.net, spec.input_hw, spec.batch_range, spec.cache_dir)
+    forward = OrtForward(model, spec.threads)
+    has_pairwise = getattr(spec.net, "pairwise_head", None) is not None
+    forward(spec.example(lo))  # a session that cannot run fails here, not mid-stream
+    return CompiledDetector(
+        forward,
+        "onnxruntime",
+        "fp32",
+        "",
+        spec.input_hw,
+        spec.batch_range,
+        batch_sizes=range(1, max(2, hi) + 1),
+        cache_path=path,
+        to_output=functools.partial(as_detector_output, has_pairwise=has_pairwise),
     )
 
 
@@ -466,6 +510,7 @@ def build_tensorrt_module(
 _BUILDERS: dict[str, Callable[[_Spec], CompiledDetector]] = {
     "tensorrt": _build_tensorrt,
     "compile": _build_compile,
+    "onnxruntime": _build_onnxruntime,
     "eager": _build_eager,
 }
 
