@@ -8,6 +8,7 @@ import pytest
 from engine_support import (
     CrashingSolver,
     SlowSolver,
+    StallingSolver,
     TruthDetector,
     assert_same_poses,
     fitted_pairwise,
@@ -149,3 +150,19 @@ def test_an_actor_that_always_dies_is_given_up_on(frames) -> None:
         with pytest.raises(RuntimeError, match="died 2 times; giving up"):
             run_all(pool, frames[:2])
         assert pool.stats.actor_restarts == 1
+
+
+@pytest.mark.timeout(120)
+def test_a_hung_actor_is_retired_and_its_frames_solved_in_process(frames, solver) -> None:
+    with SolverPool(solver, workers=0) as pool:
+        reference = [p for _, p in run_all(pool, frames)]
+    stall_at = frames[3][0]
+    hung = StallingSolver(solver, stall_at)
+    with SolverPool(hung, workers=2, max_in_flight=4, stall_timeout=2.0) as pool:
+        out = run_all(pool, frames)
+        stats = pool.stats
+    assert [i for i, _ in out] == [i for i, _, _ in frames]  # every frame once, in order
+    assert_same_poses([p for _, p in out], reference)
+    # The hung actor's frames (the stalled one at least) were solved here, no actor replaced.
+    assert stats.solved_in_process >= 1 and stats.resubmitted == stats.solved_in_process
+    assert stats.actor_restarts == 0

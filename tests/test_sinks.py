@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+import ipaddress
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -468,3 +471,106 @@ def test_writers_create_missing_output_folders(tmp_path) -> None:
     with VideoRenderer(video_path, 25.0, (64, 48)) as renderer:
         renderer.write(np.zeros((48, 64, 3), np.uint8))
     assert video_path.stat().st_size > 0
+
+
+def test_tcp_sink_binds_loopback_unless_public(caplog: pytest.LogCaptureFixture) -> None:
+    for address in ("tcp://0:0", "tcp://0.0.0.0:0", "tcp://[::]:0"):
+        with pytest.raises(ValueError, match="--serve-public"):
+            TcpSink(address, header())
+    with caplog.at_level("WARNING", logger="deepercut.engine.sinks"):
+        with TcpSink("tcp://0.0.0.0:0", header(), public=True) as sink:
+            assert sink.address[0] == "0.0.0.0"
+    assert "anyone who can reach this port" in caplog.text
+    with TcpSink("tcp://localhost:0", header()) as sink:
+        assert ipaddress.ip_address(sink.address[0]).is_loopback
+
+
+def test_tcp_sink_refuses_clients_over_its_cap() -> None:
+    sink = TcpSink("tcp://127.0.0.1:0", header(), max_clients=2)
+    kept = [_connect(sink), _connect(sink)]
+    while sink.num_clients < 2:
+        time.sleep(0.01)
+    extra = socket.create_connection(sink.address, timeout=5)
+    assert extra.recv(1) == b""  # closed at once, without a header
+    assert sink.refused == 1 and sink.num_clients == 2
+    sink.write(sample_poses(1)[0])
+    sink.close()
+    for client in kept:
+        objects = _receive_all(client)
+        assert [o["i"] for o in objects[1:-1]] == [0] and objects[-1]["records"] == 1
+        client.close()
+    extra.close()
+    assert sink.stats() == {
+        "records": 1, "clients": 2, "refused": 1, "dropped": 0, "accept_errors": 0
+    }  # fmt: skip
+
+
+_EMFILE_SERVER = """
+import json, os, resource, sys, time
+sys.path[:0] = sys.argv[1:3]  # this checkout, its tests
+from test_sinks import header, sample_poses
+from deepercut.engine.sinks import TcpSink
+
+sink = TcpSink("tcp://127.0.0.1:0", header())
+# Room for two clients: a third connection makes accept() fail with EMFILE.
+in_use = len(os.listdir("/proc/self/fd")) - 1  # less the listing's own descriptor
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 2, hard))
+print(sink.address[1], flush=True)
+poses = sample_poses(2)[1]
+sys.stdin.readline()  # the parent filled the fd table and freed it again
+while sink.accept_errors == 0 or sink.num_clients == 0:
+    time.sleep(0.01)
+for i in range(5):
+    poses.frame = i
+    sink.write(poses)
+sink.close()
+print(json.dumps({**sink.stats(), "alive": sink.error is None}), flush=True)
+"""
+
+
+def test_tcp_sink_survives_running_out_of_file_descriptors(tmp_path: Path) -> None:
+    script = tmp_path / "server.py"
+    script.write_text(_EMFILE_SERVER)
+    tests = Path(__file__).parent
+    server = subprocess.Popen(
+        [sys.executable, str(script), str(tests.parent), str(tests)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
+    try:
+        port = int(server.stdout.readline())
+        first = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+        for c in first:
+            assert c.recv(1)  # accepted: the header comes
+        # The third cannot be accepted (EMFILE): it waits in the backlog while the server backs
+        # off; once the first two leave, it is accepted and served.
+        late = socket.create_connection(("127.0.0.1", port), timeout=10)
+        for c in first:
+            c.close()
+        server.stdin.write("go\n")
+        server.stdin.flush()
+        objects = _receive_all(late)
+        late.close()
+        stats = json.loads(server.stdout.readline())
+        assert server.wait(timeout=30) == 0
+    finally:
+        server.kill()
+    assert stats["accept_errors"] >= 1 and stats["alive"]
+    assert [o["i"] for o in objects[1:-1]] == list(range(5))
+    assert objects[-1] == {"records": 5, "end": "complete", "counts": {"dropped_for_client": 0}}
+
+
+def test_a_dead_tcp_server_is_reported_not_ignored() -> None:
+    sink = TcpSink("tcp://127.0.0.1:0", header())
+    sink._selector.close()  # injected: the server thread's next select() fails
+    sink._wake()
+    sink._thread.join(5)
+    assert isinstance(sink.error, (OSError, ValueError, RuntimeError))
+    with pytest.raises(RuntimeError, match="pose server died"):
+        sink.write(sample_poses(1)[0])
+    with pytest.raises(RuntimeError, match="pose server died"):
+        sink.check()
+    sink.close()

@@ -192,6 +192,21 @@ class EngineStats:
             ]
         )
 
+    def counts(self) -> dict[str, int]:
+        """The run's counters (for a stream footer): frames received, solved and dropped,
+        solver errors and fallbacks, actor restarts and frames solved in-process after a Ray
+        failure."""
+        return {
+            "frames": self.frames,
+            "solved": self.solved,
+            "dropped_source": self.dropped_source,
+            "dropped_solver": self.dropped_solver,
+            "solver_errors": self.statuses.get("error", 0),
+            "fallbacks": self.fallbacks,
+            "actor_restarts": self.pool.actor_restarts,
+            "solved_in_process": self.pool.solved_in_process,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON-ready)."""
         return {
@@ -421,7 +436,11 @@ class Engine:
                 num_cpus=self.workers + self.detector_actors, **self._ray_args
             )
         self._pool = SolverPool(
-            self._solve_fn, workers=self.workers, max_in_flight=self.max_in_flight
+            self._solve_fn,
+            workers=self.workers,
+            max_in_flight=self.max_in_flight,
+            # An actor silent for this long is hung: far beyond a solve's time limit.
+            stall_timeout=max(15.0, 5 * self.frame_solver.time_limit + 5),
         )
         if self.detector_actors:
             from deepercut.engine.sharded import ShardedDetector
