@@ -69,6 +69,13 @@ def test_stream_has_one_record_per_decoded_frame_and_overlay_matches(files) -> N
     assert decoded_frames(render) == VIDEO_FRAMES
     with av.open(str(render)) as container:
         assert container.streams.video[0].average_rate == 25
+    with read_poses(out) as stream:  # the footer: the run finished, with its counts
+        list(stream)
+        footer = stream.footer
+    assert footer["end"] == "complete" and footer["records"] == VIDEO_FRAMES
+    counts = footer["counts"]
+    assert counts["frames"] == counts["solved"] == counts["source"]["decoded"] == VIDEO_FRAMES
+    assert counts["dropped_source"] == counts["dropped_solver"] == 0
 
 
 def test_two_ray_workers_write_the_same_poses(files) -> None:
