@@ -328,9 +328,7 @@ class _SolverActor:
 
     def ready(self) -> str:
         """The id of the Ray node this actor runs on."""
-        import ray
-
-        return ray.get_runtime_context().get_node_id()
+        return node_id()
 
     def solve(self, index: int, pts: float, candidates: Candidates) -> Poses:
         return self._solver(index, pts, candidates)
@@ -444,17 +442,7 @@ class _RayActors:
         return results
 
     def _dead_nodes(self) -> set[str | None]:
-        """Ids of the cluster's nodes that Ray reports dead; with ``None`` (an actor not yet
-        placed) when no node is alive, or when Ray cannot tell (its GCS is gone)."""
-        try:
-            nodes = self._ray.nodes()
-        except Exception as exc:
-            log.debug("ray.nodes() failed: %s", exc)
-            return {None, *self._nodes}
-        dead: set[str | None] = {n["NodeID"] for n in nodes if not n.get("Alive", False)}
-        if not any(n.get("Alive", False) for n in nodes):
-            dead.add(None)
-        return dead
+        return dead_ray_nodes(self._ray, self._nodes)
 
     def _check_health(self) -> None:
         """Retire actors whose node died or that made no progress for ``stall_timeout``."""
@@ -505,7 +493,7 @@ class _RayActors:
                 f"solver actors died {stats.actor_restarts + 1} times; giving up. Last error: "
                 f"{cause}"
             )
-        if self._nodes[slot] is not None and self._nodes[slot] in self._dead_nodes():
+        if node_died(self._ray, self._nodes[slot], self._nodes):
             self._retire(slot, "lost its Ray node")  # a replacement would never start there
             return
         stats.actor_restarts += 1
@@ -534,6 +522,45 @@ class _RayActors:
         if self._started_ray:
             self._ray.shutdown()
             self._started_ray = False
+
+
+def dead_ray_nodes(ray: Any, known: list[str | None]) -> set[str | None]:
+    """Ids of the cluster's nodes that Ray reports dead; with ``None`` (an actor whose node is
+    not known yet) when no node is alive, and all of ``known`` when Ray cannot tell (its GCS
+    is gone)."""
+    try:
+        nodes = ray.nodes()
+    except Exception as exc:
+        log.debug("ray.nodes() failed: %s", exc)
+        return {None, *known}
+    dead: set[str | None] = {n["NodeID"] for n in nodes if not n.get("Alive", False)}
+    if not any(n.get("Alive", False) for n in nodes):
+        dead.add(None)
+    return dead
+
+
+#: How long an actor's death is given to show up as its node's death in Ray's node table.
+NODE_DEATH_GRACE_S = 2.0
+
+
+def node_died(ray: Any, node: str | None, known: list[str | None]) -> bool:
+    """Whether ``node`` (where an actor just died) is dead, or no node is left, waiting up to
+    :data:`NODE_DEATH_GRACE_S` for Ray to notice (the actor's death can come first)."""
+    deadline = time.monotonic() + NODE_DEATH_GRACE_S
+    while True:
+        dead = dead_ray_nodes(ray, known)
+        if node in dead or None in dead:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+def node_id() -> str:
+    """The id of the Ray node this (actor) process runs on."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def import_ray(needed_for: str) -> Any:
