@@ -181,6 +181,8 @@ class EngineStats:
             if pool.actor_restarts
             else ""
         )
+        if pool.solved_in_process:
+            faults += f"; {pool.solved_in_process} frames solved in-process after a Ray failure"
         return "\n".join(
             [
                 f"frames {self.frames} (solved {self.solved}, dropped {self.dropped}) in "
