@@ -156,3 +156,13 @@ def test_bundled_model_finds_the_people_near_the_truth(files) -> None:
     assert [p.frame for p in poses] == list(range(VIDEO_FRAMES))
     errors = [match_error(p, truth["frames"][p.frame]) for p in poses]
     assert np.median(errors) < 0.1 * VIDEO_HEIGHTS[0]  # ~4 px with the first trained model
+
+
+def test_serve_binds_loopback_unless_serve_public(files, capsys) -> None:
+    flags = "--workers 0 --solver heuristic --max-frames 2".split()
+    assert run(files, "--serve", "tcp://0.0.0.0:0", *flags) == 2
+    assert "--serve-public" in capsys.readouterr().err
+    assert run(files, "--serve", "tcp://127.0.0.1:0", *flags) == 0
+    err = capsys.readouterr().err
+    assert "serving poses at tcp://127.0.0.1:" in err
+    assert "served 2 records to 0 clients (0 refused" in err  # the server's summary line
