@@ -360,6 +360,7 @@ class _RayActors:
         self._retired: set[int] = set()
         self._progress = [time.monotonic()] * workers  # per slot: last result, or when busy
         self._nodes: list[str | None] = [None] * workers
+        self._checked = time.monotonic()  # last health check
         self._started_ray = connect_ray(
             ray_address,
             num_cpus=max(1, round(workers * actor_cpus)),
@@ -437,6 +438,9 @@ class _RayActors:
             results.append((index, poses))
         for slot, exc in dead.items():
             self._replace(slot, exc)
+        # Live mode never blocks: without this, a hung actor would hold back every later frame.
+        if not block and self._owner and time.monotonic() - self._checked >= HEALTH_INTERVAL_S:
+            self._check_health()
         results += self._local
         self._local = []
         return results
@@ -446,6 +450,7 @@ class _RayActors:
 
     def _check_health(self) -> None:
         """Retire actors whose node died or that made no progress for ``stall_timeout``."""
+        self._checked = time.monotonic()
         dead_nodes = self._dead_nodes()
         now = time.monotonic()
         for slot in range(len(self.actors)):
