@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections import deque
@@ -326,7 +327,10 @@ class _SolverActor:
     def __init__(self, solver: SolveFn) -> None:
         self._solver = solver
 
-    def ready(self) -> str:
+    def ready(self) -> int:
+        return os.getpid()
+
+    def node(self) -> str:
         """The id of the Ray node this actor runs on."""
         return node_id()
 
@@ -388,7 +392,8 @@ class _RayActors:
                 "cluster"
             )
         try:
-            self._nodes = list(self._ray.get(ready, timeout=timeout))
+            self._ray.get(ready, timeout=timeout)
+            self._nodes = self._ray.get([a.node.remote() for a in actors], timeout=timeout)
         except self._ray.exceptions.RayActorError as exc:
             self.close()
             raise RuntimeError(f"solver actors failed to start: {exc}") from exc
