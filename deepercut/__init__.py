@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 # Heavy entry points (torch, PyAV, Ray) load on first use, so `import deepercut` stays light.
 _LAZY = {
+    "CorruptStreamError": "deepercut.engine.sinks",
     "Engine": "deepercut.engine.pipeline",
     "load_model": "deepercut.model.io",
     "read_poses": "deepercut.engine.sinks",
@@ -28,6 +29,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "MPII14",
     "Candidates",
+    "CorruptStreamError",
     "Engine",
     "Frame",
     "Poses",

@@ -1,7 +1,7 @@
 """Live poses from a camera or stream, with bounded latency; optionally published over TCP.
 
     python examples/camera.py 0                                  # /dev/video0 (Linux)
-    python examples/camera.py rtsp://192.168.1.20/stream --serve tcp://0.0.0.0:5555
+    python examples/camera.py rtsp://192.168.1.20/stream --serve tcp://127.0.0.1:5555
     python examples/camera.py examples/data/sample.mp4 --realtime   # a file as a virtual camera
 
 In live mode nothing waits for the slowest stage: when detection falls behind, the source drops
@@ -37,7 +37,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="FPS",
         help="play a file as a camera at its frame rate (or FPS)",
     )
-    parser.add_argument("--serve", default=None, help="publish poses at tcp://HOST:PORT")
+    parser.add_argument("--serve", default=None, help="publish poses at tcp://127.0.0.1:PORT")
+    parser.add_argument(
+        "--serve-public",
+        action="store_true",
+        help="allow --serve on a non-loopback address (the stream has no authentication)",
+    )
     parser.add_argument("--model", default=None, help="checkpoint (default: bundled model)")
     parser.add_argument("--workers", type=int, default=1, help="solver processes (0: in-process)")
     parser.add_argument("--solver", default="3stage", help="3stage, 2stage, exact, heuristic")
@@ -74,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 source={"spec": args.source, "fps": source.fps},
                 model=engine.info(),
             )
-            server = stack.enter_context(TcpSink(args.serve, header))
+            server = stack.enter_context(TcpSink(args.serve, header, public=args.serve_public))
             print("serving poses at tcp://{}:{}".format(*server.address), flush=True)
         started = last_status = time.monotonic()
         try:
@@ -92,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             pass
         print(engine.stats.summary())
+        if server is not None:
+            print(server.summary())
     return 0
 
 

@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -133,6 +134,21 @@ class SlowSolver:
 
     def __call__(self, index: int, pts: float, candidates: Candidates) -> Poses:
         time.sleep(self.delay)
+        return self.solver(index, pts, candidates)
+
+
+class StallingSolver:
+    """Wraps a frame solver; in any process but the driver's it hangs for good on frame
+    ``stall_at`` (a deadlocked actor), so only an in-process solve gets past it."""
+
+    def __init__(self, solver: Any, stall_at: int) -> None:
+        self.solver = solver
+        self.stall_at = stall_at
+        self.driver = os.getpid()
+
+    def __call__(self, index: int, pts: float, candidates: Candidates) -> Poses:
+        if index == self.stall_at and os.getpid() != self.driver:
+            threading.Event().wait()
         return self.solver(index, pts, candidates)
 
 

@@ -69,6 +69,13 @@ def test_stream_has_one_record_per_decoded_frame_and_overlay_matches(files) -> N
     assert decoded_frames(render) == VIDEO_FRAMES
     with av.open(str(render)) as container:
         assert container.streams.video[0].average_rate == 25
+    with read_poses(out) as stream:  # the footer: the run finished, with its counts
+        list(stream)
+        footer = stream.footer
+    assert footer["end"] == "complete" and footer["records"] == VIDEO_FRAMES
+    counts = footer["counts"]
+    assert counts["frames"] == counts["solved"] == counts["source"]["decoded"] == VIDEO_FRAMES
+    assert counts["dropped_source"] == counts["dropped_solver"] == 0
 
 
 def test_two_ray_workers_write_the_same_poses(files) -> None:
@@ -149,3 +156,13 @@ def test_bundled_model_finds_the_people_near_the_truth(files) -> None:
     assert [p.frame for p in poses] == list(range(VIDEO_FRAMES))
     errors = [match_error(p, truth["frames"][p.frame]) for p in poses]
     assert np.median(errors) < 0.1 * VIDEO_HEIGHTS[0]  # ~4 px with the first trained model
+
+
+def test_serve_binds_loopback_unless_serve_public(files, capsys) -> None:
+    flags = "--workers 0 --solver heuristic --max-frames 2".split()
+    assert run(files, "--serve", "tcp://0.0.0.0:0", *flags) == 2
+    assert "--serve-public" in capsys.readouterr().err
+    assert run(files, "--serve", "tcp://127.0.0.1:0", *flags) == 0
+    err = capsys.readouterr().err
+    assert "serving poses at tcp://127.0.0.1:" in err
+    assert "served 2 records to 0 clients (0 refused" in err  # the server's summary line

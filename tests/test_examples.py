@@ -75,7 +75,11 @@ def test_camera_example_serves_a_live_stream(workdir: Path, capsys) -> None:
                 time.sleep(0.05)
         else:
             return
-        unpacker = msgpack.Unpacker(raw=False)
+
+        def unframe(kind: int, data: bytes) -> tuple[int, object]:  # see the README
+            return kind, msgpack.unpackb(data[8:], raw=False)
+
+        unpacker = msgpack.Unpacker(raw=False, ext_hook=unframe)
         with sock:
             sock.settimeout(30)
             while chunk := sock.recv(65536):
@@ -92,9 +96,10 @@ def test_camera_example_serves_a_live_stream(workdir: Path, capsys) -> None:
     reader.join(30)
     printed = capsys.readouterr().out
     assert "serving poses at tcp://127.0.0.1" in printed and "dropped" in printed
-    header, *records = received
+    header, *records, (kind, footer) = received
     assert header["format"] == "deepercut.poses" and header["source"]["fps"] == 25.0
-    indices = [r["i"] for r in records]
+    assert kind == 2 and footer["end"] == "complete" and footer["records"] == len(records)
+    indices = [r["i"] for _, r in records]
     assert indices == sorted(set(indices)) and len(indices) >= 1
     solved, dropped = map(int, re.search(r"solved (\d+), dropped (\d+)", printed).groups())
     assert solved + dropped == VIDEO_FRAMES and dropped > 0

@@ -425,25 +425,29 @@ def test_following_a_stream_the_engine_is_writing(video, model, clean, tmp_path:
 
         thread = threading.Thread(target=write)
         thread.start()
-        with read_poses(out, follow=True, poll=0.01, timeout=1.0) as stream:
-            followed = list(stream)
+        with read_poses(out, follow=True, poll=0.01, timeout=60) as stream:
+            followed = list(stream)  # ends at the footer, not at the timeout
+            assert stream.complete and stream.footer["records"] == FRAMES
         thread.join()
     assert_same_poses(followed, [clean[i].poses for i in range(FRAMES)])
-    # The finished file cut anywhere inside its last record: all the whole records, no error.
+    # The finished file cut anywhere inside its last frame record: all the whole records, no
+    # error, and not complete.
     data = out.read_bytes()
-    last = len(data) - len(_last_record(data))
-    for cut in (last + 1, (last + len(data)) // 2, len(data) - 1):
+    begin, end = _last_frame_record(data)
+    for cut in (begin + 1, (begin + end) // 2, end - 1):
         with read_poses(io.BytesIO(data[:cut])) as stream:
             back = list(stream)
+            assert not stream.complete
         assert_same_poses(back, followed[:-1])
 
 
-def _last_record(data: bytes) -> bytes:
+def _last_frame_record(data: bytes) -> tuple[int, int]:
+    """Where the last frame record (the one before the footer) begins and ends."""
     import msgpack
 
-    unpacker = msgpack.Unpacker(raw=False)
+    unpacker = msgpack.Unpacker(raw=False)  # records come out as ExtType objects
     unpacker.feed(data)
     offsets = [0]
     for _ in unpacker:
         offsets.append(unpacker.tell())
-    return data[offsets[-2] :]
+    return offsets[-3], offsets[-2]

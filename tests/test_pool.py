@@ -8,6 +8,7 @@ import pytest
 from engine_support import (
     CrashingSolver,
     SlowSolver,
+    StallingSolver,
     TruthDetector,
     assert_same_poses,
     fitted_pairwise,
@@ -149,3 +150,36 @@ def test_an_actor_that_always_dies_is_given_up_on(frames) -> None:
         with pytest.raises(RuntimeError, match="died 2 times; giving up"):
             run_all(pool, frames[:2])
         assert pool.stats.actor_restarts == 1
+
+
+@pytest.mark.timeout(120)
+def test_a_hung_actor_is_retired_and_its_frames_solved_in_process(frames, solver) -> None:
+    with SolverPool(solver, workers=0) as pool:
+        reference = [p for _, p in run_all(pool, frames)]
+    stall_at = frames[3][0]
+    hung = StallingSolver(solver, stall_at)
+    with SolverPool(hung, workers=2, max_in_flight=4, stall_timeout=2.0) as pool:
+        out = run_all(pool, frames)
+        stats = pool.stats
+    assert [i for i, _ in out] == [i for i, _, _ in frames]  # every frame once, in order
+    assert_same_poses([p for _, p in out], reference)
+    # The hung actor's frames (the stalled one at least) were solved here, no actor replaced.
+    assert stats.solved_in_process >= 1 and stats.resubmitted == stats.solved_in_process
+    assert stats.actor_restarts == 0
+
+
+@pytest.mark.timeout(120)
+def test_live_mode_never_waits_on_a_hung_actor(frames, solver) -> None:
+    stall_at = frames[0][0]  # the first frame is always dispatched
+    hung = StallingSolver(solver, stall_at)
+    with SolverPool(hung, workers=1, live=True, stall_timeout=2.0) as pool:
+        out = []
+        for index, pts, cands in frames:
+            out += pool.submit(index, pts, cands)
+        while pool.window or pool.pending:  # polling only: live mode never blocks
+            out += pool.poll()
+            time.sleep(0.05)
+        stats = pool.stats
+    assert [i for i, _ in out] == [i for i, _, _ in frames]  # every frame once, in order
+    assert out[0][1] is not None and stats.solved_in_process >= 1
+    assert_same_poses([out[0][1]], [solver(*frames[0])])

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import csv
 import io
+import ipaddress
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
+import zlib
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import numpy as np
 import pytest
 
+from deepercut.engine import framing
 from deepercut.engine.cli import main
+from deepercut.engine.framing import MAX_RECORD_BYTES
 from deepercut.engine.sinks import (
     CallbackSink,
+    CorruptStreamError,
     PoseSink,
     PoseWriter,
     TcpSink,
@@ -64,16 +72,47 @@ def assert_same(a: Poses, b: Poses) -> None:
     assert b.solver["ms"] == pytest.approx(a.solver["ms"], rel=1e-6)
 
 
-def write_stream(frames: list[Poses]) -> tuple[bytes, list[int]]:
-    """The stream's bytes and the offset where each record ends (header first)."""
+def write_stream(frames: list[Poses], **footer: Any) -> tuple[bytes, list[int]]:
+    """The stream's bytes (footer included) and the offset where the header and each frame
+    record end."""
     buf = io.BytesIO()
     ends = []
-    with PoseWriter(buf, header()) as writer:
+    writer = PoseWriter(buf, header())
+    ends.append(buf.tell())
+    for poses in frames:
+        writer.write(poses)
         ends.append(buf.tell())
-        for poses in frames:
-            writer.write(poses)
-            ends.append(buf.tell())
+    writer.close(**footer)
     return buf.getvalue(), ends
+
+
+def decode_objects(data: bytes) -> list[Any]:
+    """Every object of a version 2 stream with a plain msgpack reader, as the README says:
+    the header map, then ext objects whose data is two CRCs (8 bytes) and a msgpack map."""
+
+    def unframe(code: int, data: bytes) -> tuple[int, Any]:
+        return code, msgpack.unpackb(data[8:], raw=False)
+
+    return list(msgpack.Unpacker(io.BytesIO(data), raw=False, ext_hook=unframe))
+
+
+def v1_stream(frames: list[Poses]) -> bytes:
+    """A version 1 stream (plain msgpack maps, no footer), as deepercut 0.1 wrote them."""
+    pack = msgpack.Packer(use_bin_type=True).pack
+    out = [pack({**header(), "version": 1})]
+    for p in frames:
+        out.append(
+            pack(
+                {
+                    "i": p.frame,
+                    "t": p.pts,
+                    "kp": p.keypoints.tolist(),
+                    "id": p.track_id.tolist(),
+                    "solver": p.solver,
+                }
+            )
+        )
+    return b"".join(out)
 
 
 def test_round_trip(tmp_path: Path) -> None:
@@ -84,10 +123,12 @@ def test_round_trip(tmp_path: Path) -> None:
         for poses in frames:
             writer.write(poses)
     with read_poses(path) as stream:
-        assert stream.header["format"] == "deepercut.poses" and stream.header["version"] == 1
+        assert stream.header["format"] == "deepercut.poses" and stream.header["version"] == 2
         assert stream.header["source"] == {"spec": "clip.mp4", "fps": 29.97}
         assert stream.skeleton == MPII14
+        assert not stream.complete  # until the footer is read
         back = list(stream)
+        assert stream.complete and stream.footer == {"records": 6, "end": "complete", "counts": {}}
     assert len(back) == len(frames)
     for a, b in zip(frames, back, strict=True):
         assert_same(a, b)
@@ -95,10 +136,20 @@ def test_round_trip(tmp_path: Path) -> None:
 
 
 def test_records_follow_the_documented_layout() -> None:
-    data, _ = write_stream(sample_poses(2))
-    objects = list(msgpack.Unpacker(io.BytesIO(data), raw=False))
-    assert objects[0]["skeleton"] == MPII14.to_dict()
-    record = objects[2]
+    counts = {"frames": 2, "dropped_source": 0}
+    data, ends = write_stream(sample_poses(2), end="interrupted", counts=counts)
+    objects = decode_objects(data)
+    assert objects[0]["skeleton"] == MPII14.to_dict() and objects[0]["version"] == 2
+    assert [kind for kind, _ in objects[1:]] == [1, 1, 2]  # two frames, then the footer
+    assert objects[3][1] == {"records": 2, "end": "interrupted", "counts": counts}
+    # Each record: 0xc9, size (uint32 BE), kind, CRC-32 of those 6 bytes, CRC-32 of the body.
+    head = data[ends[1] : ends[1] + 6]
+    size = int.from_bytes(head[1:5], "big")
+    assert head[0] == 0xC9 and ends[1] + 6 + size == ends[2]
+    assert int.from_bytes(data[ends[1] + 6 : ends[1] + 10], "big") == zlib.crc32(head)
+    body = data[ends[1] + 14 : ends[2]]
+    assert int.from_bytes(data[ends[1] + 10 : ends[1] + 14], "big") == zlib.crc32(body)
+    _, record = objects[2]
     assert set(record) == {"i", "t", "kp", "id", "solver"}
     assert record["i"] == 2 and record["t"] == 2 / 29.97 and record["id"] == [10]
     assert np.isnan(record["kp"][0][3][0]) and len(record["kp"][0]) == P
@@ -109,14 +160,67 @@ def test_records_follow_the_documented_layout() -> None:
 def test_truncated_stream_stops_at_last_whole_record() -> None:
     frames = sample_poses(5)
     data, ends = write_stream(frames)
+    ends.append(len(data))  # the footer's end
     for k in range(1, len(ends)):
         for cut in (ends[k - 1] + 1, (ends[k - 1] + ends[k]) // 2, ends[k] - 1, ends[k]):
             stream = read_poses(io.BytesIO(data[:cut]))
             back = list(stream)
-            whole = k if cut == ends[k] else k - 1
+            whole = min(k if cut == ends[k] else k - 1, len(frames))
             assert len(back) == whole, (k, cut)
+            assert stream.complete == (cut == len(data))  # a cut stream is never complete
             for a, b in zip(frames, back, strict=False):
                 assert_same(a, b)
+
+
+def test_a_damaged_record_mid_stream_is_an_error_not_an_end(tmp_path: Path, capsys) -> None:
+    frames = [Poses(i, i / 25, np.ones((1, P, 3), np.float32), np.zeros(1, np.int64), {})
+              for i in range(40)]  # fmt: skip
+    data, ends = write_stream(frames)
+    # Every byte of record 10 (its marker, size, kind, both CRCs, its body), flipped alone.
+    for pos in range(ends[10], ends[11]):
+        bad = bytearray(data)
+        bad[pos] ^= 0x10
+        stream = read_poses(io.BytesIO(bytes(bad)))
+        with pytest.raises(CorruptStreamError, match="after 10 records") as error:
+            list(stream)
+        assert error.value.records == 10 and stream.records == 10, pos
+    # A damaged footer, or one whose count disagrees, is damage too.
+    with pytest.raises(CorruptStreamError):
+        list(read_poses(io.BytesIO(data[:-3] + bytes([data[-3] ^ 1]) + data[-2:])))
+    with pytest.raises(CorruptStreamError, match="after the footer"):
+        list(read_poses(io.BytesIO(data + data[ends[1] : ends[2]])))
+    # deepercut convert refuses it (exit 2) instead of writing a short file that looks whole.
+    src = tmp_path / "damaged.msgpack"
+    bad = bytearray(data)
+    bad[(ends[10] + ends[11]) // 2] ^= 0xFF
+    src.write_bytes(bytes(bad))
+    assert main(["convert", str(src), "-o", str(tmp_path / "out.jsonl")]) == 2
+    assert "corrupt pose stream after 10 records" in capsys.readouterr().err
+
+
+def test_record_sizes_are_capped() -> None:
+    # A version 1 stream whose record claims 4 GB: a clear error, never 4 GB of memory.
+    huge = v1_stream(sample_poses(2)) + b"\xc6\xff\xff\xff\xff" + bytes(MAX_RECORD_BYTES + 1024)
+    with pytest.raises(CorruptStreamError, match="larger than the 16777216-byte cap"):
+        list(read_poses(io.BytesIO(huge)))
+    # Version 2: the writer refuses such a record, and a reader never trusts a size whose
+    # head fails its checksum.
+    with pytest.raises(ValueError, match="exceeds"):
+        framing.frame(framing.FRAME, bytes(MAX_RECORD_BYTES + 1))
+    data, ends = write_stream(sample_poses(2), end="complete")
+    big = bytearray(data[: ends[1]] + framing.frame(framing.FRAME, b"\x80"))
+    big[1 + ends[1] : 5 + ends[1]] = (MAX_RECORD_BYTES * 4).to_bytes(4, "big")
+    with pytest.raises(CorruptStreamError, match="checksum"):
+        list(read_poses(io.BytesIO(bytes(big))))
+
+
+def test_version_1_streams_are_still_read() -> None:
+    frames = sample_poses(5)
+    with read_poses(io.BytesIO(v1_stream(frames))) as stream:
+        back = list(stream)
+        assert stream.version == 1 and not stream.complete  # v1 has no footer
+    for a, b in zip(frames, back, strict=True):
+        assert_same(a, b)
 
 
 def test_bad_headers_are_rejected(tmp_path: Path) -> None:
@@ -127,8 +231,8 @@ def test_bad_headers_are_rejected(tmp_path: Path) -> None:
         read_poses(stream_of({"format": "something.else", "version": 1}))
     with pytest.raises(ValueError, match="not a deepercut pose stream"):
         read_poses(stream_of([1, 2, 3]))
-    with pytest.raises(ValueError, match="version 2"):
-        read_poses(stream_of({"format": "deepercut.poses", "version": 2}))
+    with pytest.raises(ValueError, match="version 3"):
+        read_poses(stream_of({"format": "deepercut.poses", "version": 3}))
     with pytest.raises(ValueError, match="skeleton"):
         read_poses(stream_of({"format": "deepercut.poses", "version": 1}))
     with pytest.raises(ValueError, match="no complete header"):
@@ -144,8 +248,9 @@ def test_bad_headers_are_rejected(tmp_path: Path) -> None:
 
 
 def test_corrupt_record_is_a_clear_error() -> None:
-    data, _ = write_stream(sample_poses(2))
-    bad = data + msgpack.packb({"i": 5, "t": 0.1, "kp": [[1.0, 2.0]], "id": [1]})
+    data, ends = write_stream(sample_poses(2))
+    record = msgpack.packb({"i": 5, "t": 0.1, "kp": [[1.0, 2.0]], "id": [1]})
+    bad = data[: ends[-1]] + framing.frame(framing.FRAME, record)
     with pytest.raises(ValueError, match="record 2 is not a pose frame"):
         list(read_poses(io.BytesIO(bad)))
 
@@ -168,8 +273,10 @@ def test_follow_a_file_being_written(tmp_path: Path) -> None:
 
     thread = threading.Thread(target=writer)
     thread.start()
-    with read_poses(path, follow=True, poll=0.01, timeout=0.5) as stream:
+    # It stops at the footer, without waiting for the timeout.
+    with read_poses(path, follow=True, poll=0.01, timeout=60) as stream:
         back = list(stream)
+        assert stream.complete
     thread.join()
     assert len(back) == len(frames)
     for a, b in zip(frames, back, strict=True):
@@ -181,9 +288,10 @@ def test_follow_gives_up_after_timeout(tmp_path: Path) -> None:
     path = tmp_path / "stalled.msgpack"
     path.write_bytes(data[: ends[2] + 5])  # two records and a partial third
     began = time.monotonic()
-    back = list(read_poses(path, follow=True, poll=0.02, timeout=0.2))
-    assert len(back) == 2
-    assert 0.2 <= time.monotonic() - began < 2.0
+    stream = read_poses(path, follow=True, poll=0.02, timeout=0.2)
+    back = list(stream)
+    assert len(back) == 2 and not stream.complete
+    assert time.monotonic() - began >= 0.2
 
 
 def test_jsonl(tmp_path: Path) -> None:
@@ -265,11 +373,13 @@ def _connect(sink: TcpSink) -> socket.socket:
     return client
 
 
-def _receive_all(client: socket.socket) -> list[object]:
-    unpacker = msgpack.Unpacker(raw=False)
+def _receive_all(client: socket.socket) -> list[Any]:
+    """The header and the record maps (footer included) a client received."""
+    data = b""
     while chunk := client.recv(65536):
-        unpacker.feed(chunk)
-    return list(unpacker)
+        data += chunk
+    objects = decode_objects(data)
+    return objects[:1] + [record for _, record in objects[1:]]
 
 
 def test_tcp_sink_publishes_header_and_records() -> None:
@@ -288,7 +398,8 @@ def test_tcp_sink_publishes_header_and_records() -> None:
         objects = _receive_all(client)
         client.close()
         assert objects[0]["format"] == "deepercut.poses"
-        assert [o["i"] for o in objects[1:]] == [p.frame for p in frames[1:]]
+        assert [o["i"] for o in objects[1:-1]] == [p.frame for p in frames[1:]]
+        assert objects[-1]["end"] == "complete"
     # The same bytes read back as a pose stream.
     c = _connect(s := TcpSink("tcp://127.0.0.1:0", header()))
     s.write(frames[3])
@@ -321,7 +432,7 @@ def test_tcp_sink_drops_for_a_slow_client_without_blocking() -> None:
     sink.close()
     reader.join(10)
     client.close()
-    indices = [o["i"] for o in received[1:]]
+    indices = [o["i"] for o in received[1:-1]]
     assert received[0]["format"] == "deepercut.poses"  # whole records only, in order
     assert indices == sorted(indices) and indices[-1] == total - 1
     assert len(indices) + sink.dropped == total
@@ -355,8 +466,111 @@ def test_writers_create_missing_output_folders(tmp_path) -> None:
         stream_path, {"format": "deepercut.poses", "version": 1, "skeleton": MPII14.to_dict()}
     ):
         pass
-    assert read_poses(stream_path).header["version"] == 1
+    assert read_poses(stream_path).header["version"] == 2  # the writer writes its own version
     video_path = tmp_path / "other" / "overlay.mp4"
     with VideoRenderer(video_path, 25.0, (64, 48)) as renderer:
         renderer.write(np.zeros((48, 64, 3), np.uint8))
     assert video_path.stat().st_size > 0
+
+
+def test_tcp_sink_binds_loopback_unless_public(caplog: pytest.LogCaptureFixture) -> None:
+    for address in ("tcp://0:0", "tcp://0.0.0.0:0", "tcp://[::]:0"):
+        with pytest.raises(ValueError, match="--serve-public"):
+            TcpSink(address, header())
+    with caplog.at_level("WARNING", logger="deepercut.engine.sinks"):
+        with TcpSink("tcp://0.0.0.0:0", header(), public=True) as sink:
+            assert sink.address[0] == "0.0.0.0"
+    assert "anyone who can reach this port" in caplog.text
+    with TcpSink("tcp://localhost:0", header()) as sink:
+        assert ipaddress.ip_address(sink.address[0]).is_loopback
+
+
+def test_tcp_sink_refuses_clients_over_its_cap() -> None:
+    sink = TcpSink("tcp://127.0.0.1:0", header(), max_clients=2)
+    kept = [_connect(sink), _connect(sink)]
+    while sink.num_clients < 2:
+        time.sleep(0.01)
+    extra = socket.create_connection(sink.address, timeout=5)
+    assert extra.recv(1) == b""  # closed at once, without a header
+    assert sink.refused == 1 and sink.num_clients == 2
+    sink.write(sample_poses(1)[0])
+    sink.close()
+    for client in kept:
+        objects = _receive_all(client)
+        assert [o["i"] for o in objects[1:-1]] == [0] and objects[-1]["records"] == 1
+        client.close()
+    extra.close()
+    assert sink.stats() == {
+        "records": 1, "clients": 2, "refused": 1, "dropped": 0, "accept_errors": 0
+    }  # fmt: skip
+
+
+_EMFILE_SERVER = """
+import json, os, resource, sys, time
+sys.path[:0] = sys.argv[1:3]  # this checkout, its tests
+from test_sinks import header, sample_poses
+from deepercut.engine.sinks import TcpSink
+
+sink = TcpSink("tcp://127.0.0.1:0", header())
+# Room for two clients: a third connection makes accept() fail with EMFILE.
+in_use = len(os.listdir("/proc/self/fd")) - 1  # less the listing's own descriptor
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 2, hard))
+print(sink.address[1], flush=True)
+poses = sample_poses(2)[1]
+sys.stdin.readline()  # the parent filled the fd table and freed it again
+while sink.accept_errors == 0 or sink.num_clients == 0:
+    time.sleep(0.01)
+for i in range(5):
+    poses.frame = i
+    sink.write(poses)
+sink.close()
+print(json.dumps({**sink.stats(), "alive": sink.error is None}), flush=True)
+"""
+
+
+def test_tcp_sink_survives_running_out_of_file_descriptors(tmp_path: Path) -> None:
+    script = tmp_path / "server.py"
+    script.write_text(_EMFILE_SERVER)
+    tests = Path(__file__).parent
+    server = subprocess.Popen(
+        [sys.executable, str(script), str(tests.parent), str(tests)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
+    try:
+        port = int(server.stdout.readline())
+        first = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+        for c in first:
+            assert c.recv(1)  # accepted: the header comes
+        # The third cannot be accepted (EMFILE): it waits in the backlog while the server backs
+        # off; once the first two leave, it is accepted and served.
+        late = socket.create_connection(("127.0.0.1", port), timeout=10)
+        for c in first:
+            c.close()
+        server.stdin.write("go\n")
+        server.stdin.flush()
+        objects = _receive_all(late)
+        late.close()
+        stats = json.loads(server.stdout.readline())
+        assert server.wait(timeout=30) == 0
+    finally:
+        server.kill()
+    assert stats["accept_errors"] >= 1 and stats["alive"]
+    assert [o["i"] for o in objects[1:-1]] == list(range(5))
+    assert objects[-1] == {"records": 5, "end": "complete", "counts": {"dropped_for_client": 0}}
+
+
+def test_a_dead_tcp_server_is_reported_not_ignored() -> None:
+    sink = TcpSink("tcp://127.0.0.1:0", header())
+    sink._selector.close()  # injected: the server thread's next select() fails
+    sink._wake()
+    sink._thread.join(5)
+    assert isinstance(sink.error, (OSError, ValueError, RuntimeError))
+    with pytest.raises(RuntimeError, match="pose server died"):
+        sink.write(sample_poses(1)[0])
+    with pytest.raises(RuntimeError, match="pose server died"):
+        sink.check()
+    sink.close()

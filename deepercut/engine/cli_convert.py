@@ -1,11 +1,16 @@
-"""``deepercut convert``: a msgpack pose stream to JSON lines or DeepLabCut CSV."""
+"""``deepercut convert``: a msgpack pose stream to JSON lines or DeepLabCut CSV.
+
+A damaged stream is an error (exit 2); a stream without its footer (a run that has not
+finished, or was killed) is converted up to its last whole record, with a warning.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from deepercut.engine.sinks import to_dlc_csv, to_jsonl
+from deepercut.engine.sinks import read_poses, to_dlc_csv, to_jsonl
 
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "dlc-csv"}
 
@@ -35,9 +40,23 @@ def run(args: argparse.Namespace) -> int:
     fmt = args.format or _SUFFIX_FORMATS.get(out.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the format from {out.name!r}: use --format jsonl|dlc-csv")
+    stream = read_poses(args.input)
     if fmt == "jsonl":
-        count = to_jsonl(args.input, out)
+        count = to_jsonl(stream, out)
     else:
-        count = to_dlc_csv(args.input, out, scorer=args.scorer)
+        count = to_dlc_csv(stream, out, scorer=args.scorer)
     print(f"wrote {count} frames to {out}")
+    if not stream.complete:
+        why = "a version 1 stream" if stream.version == 1 else "the run did not finish"
+        print(
+            f"deepercut convert: warning: {args.input} has no footer ({why}): converted up to "
+            "its last whole record",
+            file=sys.stderr,
+        )
+    elif stream.footer is not None and stream.footer.get("end") != "complete":
+        print(
+            f"deepercut convert: warning: the run that wrote {args.input} ended with "
+            f"{stream.footer.get('end')}: {stream.footer.get('error', '')}".rstrip(": "),
+            file=sys.stderr,
+        )
     return 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import math
 import os
 import sys
@@ -78,7 +79,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="overlay video canvas; each frame is letterboxed into it (default: the first "
         "frame's size)",
     )
-    p.add_argument("--serve", default=None, help="publish the stream at tcp://HOST:PORT")
+    p.add_argument(
+        "--serve",
+        default=None,
+        help="publish the stream at tcp://HOST:PORT (a loopback host, e.g. 127.0.0.1)",
+    )
+    p.add_argument(
+        "--serve-public",
+        action="store_true",
+        help="let --serve bind a non-loopback address (e.g. tcp://0.0.0.0:PORT): the stream "
+        "has no authentication",
+    )
     p.add_argument("--model", default=None, help="checkpoint (default: the bundled model)")
     p.add_argument("--solver", choices=METHODS, default="3stage", help="default: %(default)s")
     p.add_argument("--time-limit", type=float, default=1.0, help="seconds per frame's solve")
@@ -237,10 +248,12 @@ def run(args: argparse.Namespace) -> int:
             engine.skeleton, source=_source_info(source, args), model=engine.info()
         )
         sinks: list[Any] = []
+        server: TcpSink | None = None
         if args.out:
             sinks.append(stack.enter_context(PoseWriter(args.out, header)))
         if args.serve:
-            server = stack.enter_context(TcpSink(args.serve, header))
+            server = stack.enter_context(TcpSink(args.serve, header, public=args.serve_public))
+            sinks.append(server)
             host, port = server.address
             say(f"serving poses at tcp://{host}:{port}")
         if not (sinks or args.render):
@@ -277,12 +290,31 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:  # stopping a camera with Ctrl-C is a normal end
             interrupted = True
         progress.close()
+        if server is not None:
+            server.check()  # a server that died after the last record fails the run too
+        counts = _footer_counts(engine, source)
+        for sink in sinks:  # the footer: the run finished (or was interrupted)
+            sink.close("interrupted" if interrupted else "complete", counts=counts)
         if interrupted:
             say("interrupted")
         say(engine.stats.summary())
+        if server is not None:
+            say(server.summary())
         if renderer is not None:
             say(f"wrote {renderer.frames} {renderer.unit} to {args.render}")
     return 0
+
+
+def _footer_counts(engine: Engine, source: Source) -> dict[str, Any]:
+    """The run's counters for the stream footer: the engine's, and the source's under
+    ``source`` (its integer counters, whatever they are)."""
+    counts = engine.stats.counts()
+    source_stats = getattr(source, "stats", None)
+    if dataclasses.is_dataclass(source_stats):
+        counts["source"] = {
+            k: v for k, v in dataclasses.asdict(source_stats).items() if isinstance(v, int)
+        }
+    return counts
 
 
 def _smoothing(min_cutoff: float | None, fps: float) -> OneEuroConfig | bool:

@@ -195,6 +195,8 @@ class EngineStats:
             if pool.actor_restarts
             else ""
         )
+        if pool.solved_in_process:
+            faults += f"; {pool.solved_in_process} frames solved in-process after a Ray failure"
         return "\n".join(
             [
                 f"frames {self.frames} (solved {self.solved}, dropped {self.dropped}, "
@@ -206,6 +208,21 @@ class EngineStats:
                 f"time per stage: {stages}; solver CPU {self.solver_cpu_s:.1f} s",
             ]
         )
+
+    def counts(self) -> dict[str, int]:
+        """The run's counters (for a stream footer): frames received, solved and dropped,
+        solver errors and fallbacks, actor restarts and frames solved in-process after a Ray
+        failure."""
+        return {
+            "frames": self.frames,
+            "solved": self.solved,
+            "dropped_source": self.dropped_source,
+            "dropped_solver": self.dropped_solver,
+            "solver_errors": self.statuses.get("error", 0),
+            "fallbacks": self.fallbacks,
+            "actor_restarts": self.pool.actor_restarts,
+            "solved_in_process": self.pool.solved_in_process,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON-ready)."""
@@ -458,7 +475,11 @@ class Engine:
                 self.workers = 0
                 log.warning("%s: solving in-process instead", exc)
         self._pool = SolverPool(
-            self._solve_fn, workers=self.workers, max_in_flight=self.max_in_flight
+            self._solve_fn,
+            workers=self.workers,
+            max_in_flight=self.max_in_flight,
+            # An actor silent for this long is hung: far beyond a solve's time limit.
+            stall_timeout=max(15.0, 5 * self.frame_solver.time_limit + 5),
         )
         if self.detector_actors:
             from deepercut.engine.sharded import ShardedDetector

@@ -21,6 +21,13 @@ back once, so no frame is lost or duplicated. After ``max_actor_restarts`` repla
 gives up with a :class:`RuntimeError` (an actor that cannot even start, e.g. a node without
 ``deepercut`` installed, would otherwise loop forever).
 
+**Never hang.** The driver never waits on Ray without a timeout: while it waits for results it
+checks, every :data:`HEALTH_INTERVAL_S`, that the actors' Ray nodes are alive and that every
+actor holding frames made progress within ``stall_timeout`` seconds. An actor that is hung, or
+whose node died (e.g. its raylet was killed: new actors would never start there), is killed and
+retired, and its frames are solved in this process, with one warning line; once no actor is
+left, every further frame is solved here too (:attr:`PoolStats.solved_in_process`).
+
 Dispatch goes to the least-loaded actor (fewest frames held), ties to the lowest slot.
 """
 
@@ -44,6 +51,9 @@ log = logging.getLogger(__name__)
 #: :class:`~deepercut.engine.frame_solver.FrameSolver`; must pickle for Ray).
 SolveFn = Callable[[int, float, Candidates], Poses]
 
+#: How often a driver waiting for results checks the actors' health (seconds).
+HEALTH_INTERVAL_S = 1.0
+
 #: One output of the pool: a frame index and its poses (``None`` = dropped in live mode).
 Result = tuple[int, Poses | None]
 
@@ -63,6 +73,8 @@ class PoolStats:
         wait_s: time the driver spent blocked on the pool (backpressure or draining).
         max_window: most frames dispatched and not yet handed back at any time.
         max_pending: most frames waiting to be dispatched at any time.
+        solved_in_process: frames solved in the driver after their actor hung or its node
+            died.
     """
 
     accepted: int = 0
@@ -75,6 +87,7 @@ class PoolStats:
     wait_s: float = 0.0
     max_window: int = 0
     max_pending: int = 0
+    solved_in_process: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +110,8 @@ class SolverPool:
         max_actor_restarts: replacements allowed before giving up; default ``2 × workers + 2``.
         startup_timeout: seconds to wait for the actors to start (a cluster without enough free
             CPUs would otherwise hang).
+        stall_timeout: seconds an actor holding frames may go without finishing one before it
+            counts as hung (see the module docstring); more than a frame's solve can take.
         ray_init_kwargs: extra ``ray.init`` arguments (e.g. ``runtime_env``).
     """
 
@@ -113,6 +128,7 @@ class SolverPool:
         log_to_driver: bool = False,
         max_actor_restarts: int | None = None,
         startup_timeout: float = 120.0,
+        stall_timeout: float = 30.0,
         ray_init_kwargs: dict[str, Any] | None = None,
     ) -> None:
         if workers < 0:
@@ -143,6 +159,7 @@ class SolverPool:
                     2 * workers + 2 if max_actor_restarts is None else max_actor_restarts
                 ),
                 startup_timeout=startup_timeout,
+                stall_timeout=stall_timeout,
                 ray_init_kwargs=ray_init_kwargs or {},
                 stats=self.stats,
             )
@@ -313,6 +330,10 @@ class _SolverActor:
     def ready(self) -> int:
         return os.getpid()
 
+    def node(self) -> str:
+        """The id of the Ray node this actor runs on."""
+        return node_id()
+
     def solve(self, index: int, pts: float, candidates: Candidates) -> Poses:
         return self._solver(index, pts, candidates)
 
@@ -330,12 +351,20 @@ class _RayActors:
         log_to_driver: bool,
         max_restarts: int,
         startup_timeout: float,
+        stall_timeout: float,
         ray_init_kwargs: dict[str, Any],
         stats: PoolStats,
     ) -> None:
         self._ray = ray = import_ray(f"workers={workers}")
         self.stats = stats
         self._max_restarts = max_restarts
+        self._solver = solver  # the in-process fallback
+        self._stall_timeout = stall_timeout
+        self._local: list[tuple[int, Poses]] = []  # solved here, not yet collected
+        self._retired: set[int] = set()
+        self._progress = [time.monotonic()] * workers  # per slot: last result, or when busy
+        self._nodes: list[str | None] = [None] * workers
+        self._checked = time.monotonic()  # last health check
         self._started_ray = connect_ray(
             ray_address,
             num_cpus=max(1, round(workers * actor_cpus)),
@@ -343,11 +372,9 @@ class _RayActors:
             ray_init_kwargs=ray_init_kwargs,
         )
         self._actor_class = ray.remote(num_cpus=actor_cpus, max_restarts=0)(_SolverActor)
-        # One copy in the object store, shared by every actor and every replacement.
-        self._solver_ref = ray.put(solver)
-        self.actors: list[Any] = [
-            self._actor_class.remote(self._solver_ref) for _ in range(workers)
-        ]
+        # By value, not ray.put: Ray kills a driver whose put object is lost with its node
+        # (a frame solver pickles to ~14 kB, under Ray's inline limit of 100 kB).
+        self.actors: list[Any] = [self._actor_class.remote(solver) for _ in range(workers)]
         # held[slot]: frame index → (task ref, pts, candidates), kept for resubmission.
         self._held: list[dict[int, tuple[Any, float, Candidates]]] = [{} for _ in range(workers)]
         self._owner: dict[Any, tuple[int, int]] = {}  # task ref → (slot, frame index)
@@ -365,44 +392,108 @@ class _RayActors:
                 "cluster"
             )
         try:
-            self._ray.get(ready)
+            self._ray.get(ready, timeout=timeout)
+            self._nodes = self._ray.get([a.node.remote() for a in actors], timeout=timeout)
         except self._ray.exceptions.RayActorError as exc:
             self.close()
             raise RuntimeError(f"solver actors failed to start: {exc}") from exc
 
     def dispatch(self, index: int, pts: float, candidates: Candidates) -> None:
-        slot = min(range(len(self.actors)), key=lambda s: len(self._held[s]))
+        live = [s for s in range(len(self.actors)) if s not in self._retired]
+        if not live:
+            self._solve_here(index, pts, candidates)
+            return
+        slot = min(live, key=lambda s: len(self._held[s]))
+        if not self._held[slot]:
+            self._progress[slot] = time.monotonic()  # idle until now: not a stall
         ref = self.actors[slot].solve.remote(index, pts, candidates)
         self._held[slot][index] = (ref, pts, candidates)
         self._owner[ref] = (slot, index)
 
+    def _solve_here(self, index: int, pts: float, candidates: Candidates) -> None:
+        self._local.append((index, self._solver(index, pts, candidates)))
+        self.stats.solved_in_process += 1
+
     def collect(self, block: bool) -> list[tuple[int, Poses]]:
-        """Finished frames as ``(index, poses)``; replaces dead actors on the way."""
+        """Finished frames as ``(index, poses)``; replaces dead actors and retires hung ones
+        on the way. Blocking waits at most until one frame is done (or solved here)."""
+        results, self._local = self._local, []
         if not self._owner:
-            return []
+            return results
         refs = list(self._owner)
-        if block:
-            self._ray.wait(refs, num_returns=1)
+        if block and not results:
+            while not self._ray.wait(refs, num_returns=1, timeout=HEALTH_INTERVAL_S)[0]:
+                self._check_health()
+                if self._local or not self._owner:
+                    results, self._local = self._local, []
+                    return results
+                refs = list(self._owner)
         ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
-        results: list[tuple[int, Poses]] = []
         dead: dict[int, BaseException] = {}
         for ref in ready:
             slot, index = self._owner[ref]
             try:
-                poses = self._ray.get(ref)
+                poses = self._ray.get(ref, timeout=HEALTH_INTERVAL_S)
             except self._ray.exceptions.RayActorError as exc:
                 dead[slot] = exc
                 continue
             del self._owner[ref]
             del self._held[slot][index]
+            self._progress[slot] = time.monotonic()
             results.append((index, poses))
         for slot, exc in dead.items():
             self._replace(slot, exc)
+        # Live mode never blocks: without this, a hung actor would hold back every later frame.
+        if not block and self._owner and time.monotonic() - self._checked >= HEALTH_INTERVAL_S:
+            self._check_health()
+        results += self._local
+        self._local = []
         return results
+
+    def _dead_nodes(self) -> set[str | None]:
+        return dead_ray_nodes(self._ray, self._nodes)
+
+    def _check_health(self) -> None:
+        """Retire actors whose node died or that made no progress for ``stall_timeout``."""
+        self._checked = time.monotonic()
+        dead_nodes = self._dead_nodes()
+        now = time.monotonic()
+        for slot in range(len(self.actors)):
+            if slot in self._retired or not self._held[slot]:
+                continue
+            if self._nodes[slot] in dead_nodes:
+                self._retire(slot, "lost its Ray node")
+            elif now - self._progress[slot] > self._stall_timeout:
+                self._retire(slot, f"finished no frame in {self._stall_timeout:g} s (hung)")
+
+    def _retire(self, slot: int, why: str) -> None:
+        """Kill the actor in ``slot`` for good and solve its frames here."""
+        self._retired.add(slot)
+        lost, self._held[slot] = self._held[slot], {}
+        for ref in [r for r, (s, _) in self._owner.items() if s == slot]:
+            del self._owner[ref]
+        with contextlib.suppress(Exception):  # its node may be gone already
+            self._ray.kill(self.actors[slot], no_restart=True)
+        rest = (
+            "; no actor left: solving every further frame in this process"
+            if len(self._retired) == len(self.actors)
+            else ""
+        )
+        log.warning(
+            "solver actor %d %s: solving its %d frames here%s",
+            slot,
+            why,
+            len(lost),
+            rest,
+        )
+        for index, (_, pts, candidates) in sorted(lost.items()):
+            self.stats.resubmitted += 1
+            self._solve_here(index, pts, candidates)
 
     def discard(self) -> None:
         self._held = [{} for _ in self.actors]
         self._owner.clear()
+        self._local.clear()
 
     def _replace(self, slot: int, cause: BaseException) -> None:
         """A new actor in ``slot``; the frames the dead one held go out again."""
@@ -412,6 +503,9 @@ class _RayActors:
                 f"solver actors died {stats.actor_restarts + 1} times; giving up. Last error: "
                 f"{cause}"
             )
+        if node_died(self._ray, self._nodes[slot], self._nodes):
+            self._retire(slot, "lost its Ray node")  # a replacement would never start there
+            return
         stats.actor_restarts += 1
         lost = self._held[slot]
         self._held[slot] = {}
@@ -424,14 +518,16 @@ class _RayActors:
             len(lost),
         )
         self._ray.kill(self.actors[slot], no_restart=True)
-        self.actors[slot] = self._actor_class.remote(self._solver_ref)
+        self.actors[slot] = self._actor_class.remote(self._solver)
+        self._nodes[slot] = None  # unknown until it runs; a stall retires it meanwhile
         for index, (_, pts, candidates) in sorted(lost.items()):
             stats.resubmitted += 1
             self.dispatch(index, pts, candidates)
 
     def close(self) -> None:
         for actor in self.actors:
-            self._ray.kill(actor, no_restart=True)
+            with contextlib.suppress(Exception):  # a lost node's actors are gone already
+                self._ray.kill(actor, no_restart=True)
         self.actors = []
         if self._started_ray:
             self._ray.shutdown()
@@ -441,6 +537,45 @@ class _RayActors:
 class RayUnavailable(RuntimeError):
     """Ray cannot be imported, or a local Ray cannot be started (a caller that asked for no
     particular cluster may then solve in-process)."""
+
+
+def dead_ray_nodes(ray: Any, known: list[str | None]) -> set[str | None]:
+    """Ids of the cluster's nodes that Ray reports dead; with ``None`` (an actor whose node is
+    not known yet) when no node is alive, and all of ``known`` when Ray cannot tell (its GCS
+    is gone)."""
+    try:
+        nodes = ray.nodes()
+    except Exception as exc:
+        log.debug("ray.nodes() failed: %s", exc)
+        return {None, *known}
+    dead: set[str | None] = {n["NodeID"] for n in nodes if not n.get("Alive", False)}
+    if not any(n.get("Alive", False) for n in nodes):
+        dead.add(None)
+    return dead
+
+
+#: How long an actor's death is given to show up as its node's death in Ray's node table.
+NODE_DEATH_GRACE_S = 2.0
+
+
+def node_died(ray: Any, node: str | None, known: list[str | None]) -> bool:
+    """Whether ``node`` (where an actor just died) is dead, or no node is left, waiting up to
+    :data:`NODE_DEATH_GRACE_S` for Ray to notice (the actor's death can come first)."""
+    deadline = time.monotonic() + NODE_DEATH_GRACE_S
+    while True:
+        dead = dead_ray_nodes(ray, known)
+        if node in dead or None in dead:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+def node_id() -> str:
+    """The id of the Ray node this (actor) process runs on."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def import_ray(needed_for: str) -> Any:

@@ -7,21 +7,33 @@ actors take chunks as they become free, and the driver merges their candidates b
 order into the solver pool. Only compact candidates travel; images never leave the actor that
 decoded them. Every actor opens the file itself, so it must be at the same path on every node
 (a shared file system). A detector actor that dies is replaced and its chunk detected again.
+Waiting for a chunk never hangs: the actors' Ray nodes are checked every
+:data:`~deepercut.engine.pool.HEALTH_INTERVAL_S` while waiting, and a lost node, or no chunk
+done for ``stall_timeout`` seconds, ends the run with a :class:`RuntimeError`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 
 from deepercut.engine.backend import NetworkDetector
-from deepercut.engine.pool import import_ray
+from deepercut.engine.pool import (
+    HEALTH_INTERVAL_S,
+    dead_ray_nodes,
+    import_ray,
+    node_died,
+    node_id,
+)
 from deepercut.engine.sources import open_source
 from deepercut.model.io import Model
 from deepercut.types import Candidates, Frame
@@ -70,6 +82,19 @@ def plan_chunks(
     return list(zip(bounds, [*bounds[1:], stop], strict=True))
 
 
+def _private(detected: list[Detected]) -> list[Detected]:
+    """The chunk copied out of Ray's object store: Ray kills a driver that still references an
+    object lost with its node (as numpy arrays read zero-copy from the store do)."""
+    return [
+        (
+            i,
+            pts,
+            Candidates(np.array(c.xy), np.array(c.part), np.array(c.score), np.array(c.offsets)),
+        )
+        for i, pts, c in detected
+    ]
+
+
 class _DetectorActor:
     """A Ray actor that detects chunks of a video file (the network built once, on its GPU)."""
 
@@ -79,6 +104,9 @@ class _DetectorActor:
 
     def backend(self) -> str:
         return getattr(self.detector, "backend", "custom")
+
+    def node(self) -> str:
+        return node_id()
 
     def detect(self, path: str, start: int, stop: int | None, stride: int) -> list[Detected]:
         out: list[Detected] = []
@@ -115,6 +143,7 @@ class ShardedDetector:
         max_restarts: detector actors replaced before giving up.
         startup_timeout: seconds to wait for the actors to start (a cluster without the
             resources would otherwise hang).
+        stall_timeout: seconds without a finished chunk before the actors count as hung.
     """
 
     def __init__(
@@ -129,6 +158,7 @@ class ShardedDetector:
         options: dict[str, Any] | None = None,
         max_restarts: int | None = None,
         startup_timeout: float = 120.0,
+        stall_timeout: float = 600.0,
     ) -> None:
         if actors < 1 or chunk_frames < 1:
             raise ValueError(
@@ -144,10 +174,15 @@ class ShardedDetector:
             num_gpus=gpus_per_actor, num_cpus=cpus_per_actor, max_restarts=0
         )(_DetectorActor)
         options = {k: v for k, v in (options or {}).items() if k != "device"}
-        self._args = (ray.put(model) if detector is None else None, detector, options)
+        # By value, not ray.put: Ray kills a driver whose put object is lost with its node.
+        self._args = (model if detector is None else None, detector, options)
+        self.stall_timeout = stall_timeout
         self.actors = [self._actor_class.remote(*self._args) for _ in range(actors)]
         try:
             backends = ray.get([a.backend.remote() for a in self.actors], timeout=startup_timeout)
+            self._nodes: list[str | None] = ray.get(
+                [a.node.remote() for a in self.actors], timeout=startup_timeout
+            )
         except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError) as exc:
             self.close()
             raise RuntimeError(
@@ -186,18 +221,25 @@ class ShardedDetector:
             actor = self.actors[slot]
             return chunk, actor.detect.remote(path, *chunk, stride), slot, actor
 
+        progress = checked = time.monotonic()
         while chunks or outstanding:
             while chunks and len(outstanding) < 2 * len(self.actors):
                 outstanding.append(send(chunks.popleft()))
             chunk, ref, slot, actor = outstanding[0]
             ready, _ = ray.wait([ref], timeout=idle_s)
             if not ready:
+                now = time.monotonic()
+                if now - checked >= HEALTH_INTERVAL_S:
+                    checked = now
+                    self._check_health(now - progress)
                 yield []
                 continue
+            progress = time.monotonic()
             outstanding.popleft()
             load[slot] -= 1
             try:
-                detected = ray.get(ref)
+                detected = _private(ray.get(ref))
+                ref = None  # nothing of the chunk left in Ray's object store is referenced
             except ray.exceptions.RayActorError as exc:
                 if self.actors[slot] is actor:  # not yet replaced for an earlier chunk
                     self._replace(slot, exc)
@@ -205,15 +247,33 @@ class ShardedDetector:
                 continue
             yield detected
 
+    def _check_health(self, waited: float) -> None:
+        """Raise when an actor's node died or no chunk was finished for ``stall_timeout``."""
+        dead = dead_ray_nodes(self._ray, self._nodes)
+        lost = [slot for slot, node in enumerate(self._nodes) if node in dead]
+        if lost:
+            raise RuntimeError(
+                f"the Ray node of detector actor{'s' * (len(lost) > 1)} "
+                f"{', '.join(map(str, lost))} died mid-run"
+            )
+        if waited > self.stall_timeout:
+            raise RuntimeError(f"detector actors finished no chunk in {self.stall_timeout:g} s")
+
     def _replace(self, slot: int, cause: BaseException) -> None:
         if self.restarts >= self._max_restarts:
             raise RuntimeError(f"detector actors died {self.restarts + 1} times: {cause}")
+        if node_died(self._ray, self._nodes[slot], self._nodes):
+            # Also, the model sent to a replacement would go into the object store of a dead
+            # node, and Ray kills a driver whose object is lost.
+            raise RuntimeError(f"the Ray node of detector actor {slot} died mid-run")
         self.restarts += 1
         log.warning("detector actor %d died (%s); replacing it", slot, type(cause).__name__)
         self._ray.kill(self.actors[slot], no_restart=True)
         self.actors[slot] = self._actor_class.remote(*self._args)
+        self._nodes[slot] = None  # unknown until it runs
 
     def close(self) -> None:
         for actor in self.actors:
-            self._ray.kill(actor, no_restart=True)
+            with contextlib.suppress(Exception):  # a lost node's actors are gone already
+                self._ray.kill(actor, no_restart=True)
         self.actors = []
