@@ -63,7 +63,7 @@ def test_failed_convert_leaves_no_partial_output(tmp_path: Path, capsys, suffix)
     out = tmp_path / f"out{suffix}"
     out.write_text("the previous, complete conversion\n")
     assert main(["convert", str(stream), "-o", str(out)]) == 2
-    assert "not a pose frame" in capsys.readouterr().err
+    assert "corrupt pose stream" in capsys.readouterr().err
     assert out.read_text() == "the previous, complete conversion\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.msgpack", out.name]
     # And a good conversion replaces it whole.
