@@ -7,6 +7,7 @@ import pytest
 
 from deepercut.skeleton import Skeleton
 from deepercut.solvers import METHODS, Problem, Solution, solve, tiny
+from deepercut.solvers import exact as exact_solver
 from deepercut.solvers.brute import brute_force
 
 TOL = 1e-4  # CP-SAT optimises costs rounded to 1e-6; a handful of terms per tiny instance
@@ -329,12 +330,15 @@ def ring(k: int, closing: float, labels: int = 1) -> tuple[Problem, float]:
     return Problem(unary, edges, pair_cost), -k - (k - 2)
 
 
+@pytest.mark.parametrize("dense", [False, True])
 @pytest.mark.parametrize("closing", [5.0, np.inf])
 @pytest.mark.parametrize(("k", "labels"), [(4, 1), (6, 1), (9, 1), (12, 1), (16, 1), (5, 2)])
-def test_exact_cuts_long_frustrated_cycles(k, labels, closing, monkeypatch):
+def test_exact_cuts_long_frustrated_cycles(k, labels, closing, dense, monkeypatch):
     # The triangles seeded up front can't see a cycle of four or more pairs: only the lazy
-    # cycle cuts make these clusters transitive.
+    # cycle cuts make these clusters transitive. ``dense``: CP-SAT settings of large models.
     monkeypatch.setattr(tiny, "MAX_NODES", 0)
+    if dense:
+        monkeypatch.setattr(exact_solver, "DENSE_MODEL_VARS", 0)
     problem, optimum = ring(k, closing, labels)
     sol = solve(problem, "exact")
     assert_valid(problem, sol)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from test_solvers import TINY3, TOL, assert_valid, single_moves
 
 from deepercut.solvers import METHODS, Problem, solve, tiny
+from deepercut.solvers import exact as exact_solver
 from deepercut.solvers.brute import brute_force
 from deepercut.solvers.instance import instance_from_problem
 from deepercut.solvers.pipeline import solve_instance
@@ -60,10 +61,12 @@ def problems(draw: st.DrawFn, max_candidates: int = 6, num_parts: int | None = N
 @given(problems())
 def test_exact_equals_brute_force(problem):
     _, _, optimum = brute_force(problem)
-    for enumerate_tiny in (True, False):
+    # Tiny components enumerated; all through CP-SAT; all through CP-SAT as a large model.
+    for max_tiny, dense_vars in ((tiny.MAX_NODES, None), (0, None), (0, 0)):
         with pytest.MonkeyPatch.context() as patch:
-            if not enumerate_tiny:  # the CP-SAT path also on components small enough to enumerate
-                patch.setattr(tiny, "MAX_NODES", 0)
+            patch.setattr(tiny, "MAX_NODES", max_tiny)
+            if dense_vars is not None:
+                patch.setattr(exact_solver, "DENSE_MODEL_VARS", dense_vars)
             sol = solve(problem, "exact", time_limit=TIME_LIMIT)
         assert_valid(problem, sol)
         assert sol.status == "optimal" and sol.gap == 0
