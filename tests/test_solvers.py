@@ -330,15 +330,15 @@ def ring(k: int, closing: float, labels: int = 1) -> tuple[Problem, float]:
     return Problem(unary, edges, pair_cost), -k - (k - 2)
 
 
-@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize("lazy_pool", [False, True])
 @pytest.mark.parametrize("closing", [5.0, np.inf])
 @pytest.mark.parametrize(("k", "labels"), [(4, 1), (6, 1), (9, 1), (12, 1), (16, 1), (5, 2)])
-def test_exact_cuts_long_frustrated_cycles(k, labels, closing, dense, monkeypatch):
+def test_exact_cuts_long_frustrated_cycles(k, labels, closing, lazy_pool, monkeypatch):
     # The triangles seeded up front can't see a cycle of four or more pairs: only the lazy
-    # cycle cuts make these clusters transitive. ``dense``: CP-SAT settings of large models.
+    # cycle cuts make these clusters transitive. ``lazy_pool``: CP-SAT's settings after many cuts.
     monkeypatch.setattr(tiny, "MAX_NODES", 0)
-    if dense:
-        monkeypatch.setattr(exact_solver, "DENSE_MODEL_VARS", 0)
+    if lazy_pool:
+        monkeypatch.setattr(exact_solver, "LAZY_POOL_MIN_CUTS", 0)
     problem, optimum = ring(k, closing, labels)
     sol = solve(problem, "exact")
     assert_valid(problem, sol)

@@ -61,12 +61,13 @@ def problems(draw: st.DrawFn, max_candidates: int = 6, num_parts: int | None = N
 @given(problems())
 def test_exact_equals_brute_force(problem):
     _, _, optimum = brute_force(problem)
-    # Tiny components enumerated; all through CP-SAT; all through CP-SAT as a large model.
-    for max_tiny, dense_vars in ((tiny.MAX_NODES, None), (0, None), (0, 0)):
+    # Tiny components enumerated; all through CP-SAT; all through CP-SAT with presolve and the
+    # lazy LP pool (its settings after many lazy cuts).
+    for max_tiny, pool_cuts in ((tiny.MAX_NODES, None), (0, None), (0, 0)):
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(tiny, "MAX_NODES", max_tiny)
-            if dense_vars is not None:
-                patch.setattr(exact_solver, "DENSE_MODEL_VARS", dense_vars)
+            if pool_cuts is not None:
+                patch.setattr(exact_solver, "LAZY_POOL_MIN_CUTS", pool_cuts)
             sol = solve(problem, "exact", time_limit=TIME_LIMIT)
         assert_valid(problem, sol)
         assert sol.status == "optimal" and sol.gap == 0

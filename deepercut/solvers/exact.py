@@ -46,8 +46,9 @@ from deepercut.solvers.instance import Instance, dense_components, first_seen_ra
 
 #: Integer units per cost unit in the CP-SAT objective.
 DEFAULT_SCALE = 1e6
-#: Models with this many variables are solved without presolve, all constraints in the LP.
-DENSE_MODEL_VARS = 1500
+#: From this many lazily added cuts on, CP-SAT presolves and keeps LP constraints in a lazy
+#: pool; before, it skips presolve and puts every constraint in the LP.
+LAZY_POOL_MIN_CUTS = 500
 
 
 @dataclass
@@ -348,15 +349,19 @@ def solve_exact(
     best_cluster[kept] = comp[kept] * n + first_seen_ranks(hint[1][kept])[1]
     best_value = inst.evaluate_groups(best_state, best_cluster, comp, num_comp)
     settled = np.zeros(num_comp, bool)
-    # Large models (dense frames, benchmarks/solvers.py --hard) have their cuts seeded up front
-    # and few lazy ones: there CP-SAT's presolve and its lazy LP constraint pool cost ~3x the
-    # rest. Small ones gain thousands of lazy cuts, which the lazy pool keeps out of the LP.
-    dense = model.num_vars >= DENSE_MODEL_VARS
     status = "time_limit"
     bound = inst.trivial_bound()
     while (remaining := deadline - time.perf_counter()) > 0:
+        # Until many cycle cuts were added lazily (most of them loose), CP-SAT's presolve and
+        # its lazy LP constraint pool cost more than they save: ~3x the rest on dense frames
+        # (benchmarks/solvers.py --hard), ~25 % on incremental stages.
+        lazy_pool = model.num_cuts >= LAZY_POOL_MIN_CUTS
         response = cpsat.solve_proto(
-            model.proto, remaining, num_workers, presolve=not dense, lp_all_constraints=dense
+            model.proto,
+            remaining,
+            num_workers,
+            presolve=lazy_pool,
+            lp_all_constraints=not lazy_pool,
         )
         stats["rounds"] += 1
         bound = max(bound, response.bound / scale - model.rounding)
