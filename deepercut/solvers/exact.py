@@ -26,6 +26,9 @@ inequalities that are clauses are written as clauses, and a node's couplings as 
 implication. An instance may hold several independent components: each keeps its own best
 solution, and one solved without violations is fixed so later rounds skip it.
 
+CP-SAT skips its presolve and puts every constraint into its LP from the start, until
+:data:`LAZY_POOL_MIN_CUTS` cuts were added lazily (then presolve and the lazy LP pool pay).
+
 Costs are scaled to integers (``scale``, default 1e6 per cost unit); "optimal" means optimal
 for the rounded costs, within ``Σ |rounding|`` of the true optimum (reported bounds subtract
 it).
