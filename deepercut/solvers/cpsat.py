@@ -107,11 +107,17 @@ def solve_proto(
     time_limit: float,
     num_workers: int,
     linearization_level: int = 2,
+    presolve: bool = True,
+    lp_all_constraints: bool = False,
 ) -> Response:
     """Solve a model proto.
 
     ``linearization_level=2`` puts every constraint (transitivity, x/y coupling) into the LP
     relaxation; CP-SAT's default level leaves them out and then needs far more search.
+    ``presolve=False`` skips CP-SAT's presolve (worth it on large dense models, where it costs
+    more than it removes). ``lp_all_constraints`` puts every constraint into the LP from the
+    start instead of adding violated ones lazily: on dense models whose cuts are mostly tight,
+    the lazy pool's repeated scans cost more than the larger LP.
 
     Raises:
         RuntimeError: the model is invalid or infeasible (the solvers' models never are).
@@ -125,6 +131,8 @@ def solve_proto(
     params.symmetry_level = 0
     params.cp_model_probing_level = 0
     params.max_presolve_iterations = 1
+    params.cp_model_presolve = presolve
+    params.add_lp_constraints_lazily = not lp_all_constraints
     # A fresh wrapper per solve: reusing one across solves is not supported by OR-tools.
     wrapper = cmh.SolveWrapper()
     wrapper.set_parameters(params)

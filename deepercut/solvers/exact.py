@@ -26,6 +26,9 @@ inequalities that are clauses are written as clauses, and a node's couplings as 
 implication. An instance may hold several independent components: each keeps its own best
 solution, and one solved without violations is fixed so later rounds skip it.
 
+CP-SAT skips its presolve and puts every constraint into its LP from the start, until
+:data:`LAZY_POOL_MIN_CUTS` cuts were added lazily (then presolve and the lazy LP pool pay).
+
 Costs are scaled to integers (``scale``, default 1e6 per cost unit); "optimal" means optimal
 for the rounded costs, within ``Σ |rounding|`` of the true optimum (reported bounds subtract
 it).
@@ -46,6 +49,9 @@ from deepercut.solvers.instance import Instance, dense_components, first_seen_ra
 
 #: Integer units per cost unit in the CP-SAT objective.
 DEFAULT_SCALE = 1e6
+#: From this many lazily added cuts on, CP-SAT presolves and keeps LP constraints in a lazy
+#: pool; before, it skips presolve and puts every constraint in the LP.
+LAZY_POOL_MIN_CUTS = 500
 
 
 @dataclass
@@ -349,7 +355,17 @@ def solve_exact(
     status = "time_limit"
     bound = inst.trivial_bound()
     while (remaining := deadline - time.perf_counter()) > 0:
-        response = cpsat.solve_proto(model.proto, remaining, num_workers)
+        # Until many cycle cuts were added lazily (most of them loose), CP-SAT's presolve and
+        # its lazy LP constraint pool cost more than they save: ~3x the rest on dense frames
+        # (benchmarks/solvers.py --hard), ~25 % on incremental stages.
+        lazy_pool = model.num_cuts >= LAZY_POOL_MIN_CUTS
+        response = cpsat.solve_proto(
+            model.proto,
+            remaining,
+            num_workers,
+            presolve=lazy_pool,
+            lp_all_constraints=not lazy_pool,
+        )
         stats["rounds"] += 1
         bound = max(bound, response.bound / scale - model.rounding)
         if len(response.solution) == 0:

@@ -1,0 +1,123 @@
+"""Property tests of the solvers on random small SPLPs (Hypothesis).
+
+Costs come from a small set of halves (exact in float, so ties and zero joins are common),
+with ``+inf`` both in the unaries (labels a candidate can't take: free label subsets) and in
+the join costs (forbidden pairs). Checked against :func:`~deepercut.solvers.brute.brute_force`:
+``exact`` finds the optimum, every method returns a valid solution whose reported objective is
+what :meth:`Problem.objective` gives, nothing beats the optimum, and the heuristic's answer
+can't be improved by any single move (the bound its local search guarantees).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_solvers import TINY3, TOL, assert_valid, single_moves
+
+from deepercut.solvers import METHODS, Problem, solve, tiny
+from deepercut.solvers import exact as exact_solver
+from deepercut.solvers.brute import brute_force
+from deepercut.solvers.instance import instance_from_problem
+from deepercut.solvers.pipeline import solve_instance
+
+#: Costs drawn: halves for ties and exact sums, 0 for free joins, +inf.
+UNARY_COSTS = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, np.inf)
+PAIR_COSTS = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, np.inf)
+
+#: Generous for these tiny instances (milliseconds each); a wrong solver may hit it instead.
+TIME_LIMIT = 5.0
+
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,  # no wall-clock limits: the machine may be loaded
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+@st.composite
+def problems(draw: st.DrawFn, max_candidates: int = 6, num_parts: int | None = None) -> Problem:
+    """A random SPLP: any subset of listed pairs (either orientation), any label subsets."""
+    n = draw(st.integers(0, max_candidates))
+    p = num_parts if num_parts is not None else draw(st.integers(1, 3))
+    unary = np.array(draw(st.lists(st.sampled_from(UNARY_COSTS), min_size=n * p, max_size=n * p)))
+    i, j = np.triu_indices(n, 1)
+    listed = np.array(draw(st.lists(st.booleans(), min_size=len(i), max_size=len(i))), bool)
+    flip = np.array(draw(st.lists(st.booleans(), min_size=len(i), max_size=len(i))), bool)
+    edges = np.stack([np.where(flip, j, i), np.where(flip, i, j)], 1)[listed]
+    count = len(edges) * p * p
+    pair_cost = draw(st.lists(st.sampled_from(PAIR_COSTS), min_size=count, max_size=count))
+    return Problem(
+        unary=unary.reshape(n, p),
+        edges=edges.reshape(-1, 2).astype(np.int64),
+        pair_cost=np.array(pair_cost, np.float64).reshape(len(edges), p, p),
+    )
+
+
+@SETTINGS
+@given(problems())
+def test_exact_equals_brute_force(problem):
+    _, _, optimum = brute_force(problem)
+    # Tiny components enumerated; all through CP-SAT; all through CP-SAT with presolve and the
+    # lazy LP pool (its settings after many lazy cuts).
+    for max_tiny, pool_cuts in ((tiny.MAX_NODES, None), (0, None), (0, 0)):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(tiny, "MAX_NODES", max_tiny)
+            if pool_cuts is not None:
+                patch.setattr(exact_solver, "LAZY_POOL_MIN_CUTS", pool_cuts)
+            sol = solve(problem, "exact", time_limit=TIME_LIMIT)
+        assert_valid(problem, sol)
+        assert sol.status == "optimal" and sol.gap == 0
+        assert sol.objective == pytest.approx(optimum, abs=TOL)
+
+
+@SETTINGS
+@given(problems(num_parts=3))
+def test_every_method_is_valid_and_never_beats_the_optimum(problem):
+    _, _, optimum = brute_force(problem)
+    for method in METHODS:
+        sol = solve(problem, method, skeleton=TINY3, time_limit=TIME_LIMIT)
+        assert_valid(problem, sol)  # the reported objective re-scores exactly
+        assert sol.objective >= optimum - TOL, method
+        assert sol.bound <= optimum + TOL, method
+
+
+@SETTINGS
+@given(problems())
+def test_heuristic_is_locally_optimal(problem):
+    sol = solve(problem, "heuristic")
+    assert_valid(problem, sol)
+    for label, cluster in single_moves(problem, sol.label, sol.cluster):
+        assert problem.objective(label, cluster) >= sol.objective - 1e-9
+
+
+@SETTINGS
+@given(problems(max_candidates=5), st.data())
+def test_fixed_nodes_are_kept_and_the_optimum_is_exact(problem, data):
+    # Fixed nodes (the super-nodes of incremental solving) must be kept. Reference: brute force
+    # with a bonus large enough that every optimum keeps them, taken off again.
+    inst = instance_from_problem(problem)
+    fixed = np.array(
+        data.draw(st.lists(st.booleans(), min_size=inst.num_nodes, max_size=inst.num_nodes)),
+        bool,
+    )
+    inst.fixed = fixed
+    finite = np.isfinite(problem.unary).sum() + np.isfinite(problem.pair_cost).sum()
+    bonus = 10.0 * (finite + 1) * max(abs(c) for c in PAIR_COSTS if np.isfinite(c))
+    boosted = problem.unary.copy()
+    boosted[inst.node_ref[fixed]] -= bonus
+    _, _, optimum = brute_force(Problem(boosted, problem.edges, problem.pair_cost))
+    optimum += bonus * fixed.sum()
+    for method in ("exact", "heuristic"):
+        result = solve_instance(inst, method, time.perf_counter() + TIME_LIMIT)
+        kept = result.instance.node_ref[result.state >= 0]
+        assert set(inst.node_ref[fixed].tolist()) <= set(kept.tolist()), method
+        assert np.isfinite(result.objective), method
+        if method == "exact":
+            assert result.status == "optimal"
+            assert result.objective == pytest.approx(optimum, abs=TOL)
+        else:
+            assert result.objective >= optimum - TOL
