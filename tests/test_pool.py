@@ -101,6 +101,10 @@ def test_killed_actor_loses_and_duplicates_no_frame(frames, solver) -> None:
     assert stats.actor_restarts == 1
     assert stats.resubmitted >= 1  # the killed actor held queued frames
     assert stats.completed == len(frames)
+    # Resubmitted frames were solved from their own candidates and time stamps.
+    direct = [solver(i, t, c) for i, t, c in frames]
+    assert_same_poses([p for _, p in out], direct)
+    assert [p.pts for _, p in out] == [p.pts for p in direct]
 
 
 def test_file_mode_blocks_instead_of_dropping(frames, solver) -> None:
