@@ -136,6 +136,20 @@ class SlowSolver:
         return self.solver(index, pts, candidates)
 
 
+class GatedSolver:
+    """Wraps a frame solver and holds every solve until ``gate`` (a file) exists: a solver
+    stage stalled for as long as a test wants, in Ray actors too (they share the disk)."""
+
+    def __init__(self, solver: Any, gate: Path) -> None:
+        self.solver = solver
+        self.gate = gate
+
+    def __call__(self, index: int, pts: float, candidates: Candidates) -> Poses:
+        while not self.gate.exists():
+            time.sleep(0.005)
+        return self.solver(index, pts, candidates)
+
+
 class CrashingSolver:
     """A frame solver whose process dies on every call (a segfault, the OOM killer)."""
 
