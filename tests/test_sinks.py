@@ -14,6 +14,7 @@ import msgpack
 import numpy as np
 import pytest
 
+from deepercut.engine import sinks
 from deepercut.engine.cli import main
 from deepercut.engine.sinks import (
     CallbackSink,
@@ -176,14 +177,34 @@ def test_follow_a_file_being_written(tmp_path: Path) -> None:
         assert_same(a, b)
 
 
-def test_follow_gives_up_after_timeout(tmp_path: Path) -> None:
+class FakeClock:
+    """Stands in for the ``time`` module of :mod:`deepercut.engine.sinks`: ``sleep`` advances
+    ``monotonic`` at once, so a timeout is measured in polls, not in machine speed."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert self.now < 60.0, "still polling a minute after its timeout"
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_follow_gives_up_after_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data, ends = write_stream(sample_poses(3))
     path = tmp_path / "stalled.msgpack"
     path.write_bytes(data[: ends[2] + 5])  # two records and a partial third
-    began = time.monotonic()
+    clock = FakeClock()
+    monkeypatch.setattr(sinks, "time", clock)
     back = list(read_poses(path, follow=True, poll=0.02, timeout=0.2))
     assert len(back) == 2
-    assert 0.2 <= time.monotonic() - began < 2.0
+    # It polled every 0.02 s and gave up on the first poll at or past 0.2 s without data.
+    assert clock.sleeps and set(clock.sleeps) == {0.02}
+    assert 0.2 <= clock.now < 0.2 + 0.02 + 1e-9
 
 
 def test_jsonl(tmp_path: Path) -> None:
@@ -309,11 +330,11 @@ def test_tcp_sink_drops_for_a_slow_client_without_blocking() -> None:
     client.settimeout(5)
     while sink.num_clients < 1:
         time.sleep(0.01)
-    began = time.monotonic()
-    for i in range(total):  # ~17 MB, more than the kernel buffers; the client reads nothing
+    # ~17 MB, more than the kernel buffers, while the client reads nothing: a write that
+    # waited for the client would never return (pytest-timeout fails it).
+    for i in range(total):
         big.frame = i
         sink.write(big)
-    assert time.monotonic() - began < 5.0  # never waited for the client
     assert sink.dropped > 0
     received: list[object] = []
     reader = threading.Thread(target=lambda: received.extend(_receive_all(client)))
