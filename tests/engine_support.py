@@ -150,6 +150,20 @@ class GatedSolver:
         return self.solver(index, pts, candidates)
 
 
+def slow_network_detector(monkeypatch: Any, seconds_per_frame: float) -> None:
+    """The model's real detector, stalled ``seconds_per_frame`` per frame first: slower than a
+    fast live source on any machine, so that source must drop frames."""
+    from deepercut.engine.backend import NetworkDetector
+
+    detect = NetworkDetector.__call__
+
+    def slow(self: NetworkDetector, frames: Sequence[Frame]) -> list[Candidates]:
+        time.sleep(seconds_per_frame * len(frames))
+        return detect(self, frames)
+
+    monkeypatch.setattr(NetworkDetector, "__call__", slow)
+
+
 class CrashingSolver:
     """A frame solver whose process dies on every call (a segfault, the OOM killer)."""
 
