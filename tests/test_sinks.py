@@ -225,6 +225,39 @@ def test_jsonl(tmp_path: Path) -> None:
     assert parse(lines[1])["kp"] == []
 
 
+def test_exports_keep_times_track_id_0_untracked_people_and_non_finite_values(
+    tmp_path: Path,
+) -> None:
+    """What sample_poses lacks: track id 0, two untracked people in one frame, an infinite
+    gap, the default scorer, and JSON lines from an open stream."""
+    kp = np.arange(3 * P * 3, dtype=np.float32).reshape(3, P, 3)
+    frames = [
+        Poses(0, 0.5, kp, np.array([0, -1, -1]), {"status": "time_limit", "gap": np.inf}),
+        Poses(1, 0.75, kp[:1], np.array([0]), {"status": "optimal", "gap": 0.0}),
+    ]
+    src = tmp_path / "poses.msgpack"
+    src.write_bytes(write_stream(frames)[0])
+    out, again = tmp_path / "poses.jsonl", tmp_path / "again.jsonl"
+    assert to_jsonl(src, out) == 2 and to_jsonl(read_poses(src), again) == 2
+    assert again.read_text() == out.read_text()
+    parse = lambda s: json.loads(s, parse_constant=pytest.fail)  # noqa: E731 - no NaN tokens
+    _, first, second = map(parse, out.read_text().splitlines())
+    assert (first["t"], second["t"]) == (0.5, 0.75)
+    assert first["id"] == [0, -1, -1] and first["solver"]["gap"] is None  # inf → null
+    assert first["kp"][2][1] == kp[2, 1].tolist()
+    csv_path = tmp_path / "poses.csv"
+    assert to_dlc_csv(src, csv_path) == 2
+    rows = list(csv.reader(csv_path.open()))
+    assert set(rows[0][1:]) == {"deepercut"}
+    assert rows[1][1 :: P * 3] == ["id0", "ind1", "ind2"]
+    person = lambda row, k: [float(v) for v in row[1 + k * P * 3 : 1 + (k + 1) * P * 3]]  # noqa: E731
+    for k in range(3):  # each person in its own column block
+        assert person(rows[4], k) == kp[k].ravel().tolist()
+    assert person(rows[5], 0) == kp[0].ravel().tolist() and rows[5][1 + P * 3 :] == [""] * (
+        2 * P * 3
+    )
+
+
 def test_dlc_csv(tmp_path: Path) -> None:
     frames = sample_poses(4)
     src = tmp_path / "poses.msgpack"
