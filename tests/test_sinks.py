@@ -258,6 +258,20 @@ def test_exports_keep_times_track_id_0_untracked_people_and_non_finite_values(
     )
 
 
+def test_exports_of_an_empty_stream_are_headers_only(tmp_path: Path) -> None:
+    src = tmp_path / "empty.msgpack"
+    src.write_bytes(write_stream([])[0])
+    assert to_dlc_csv(src, tmp_path / "empty.csv") == 0
+    assert (tmp_path / "empty.csv").read_text().split() == [
+        "scorer",
+        "individuals",
+        "bodyparts",
+        "coords",
+    ]
+    assert to_jsonl(src, tmp_path / "empty.jsonl") == 0
+    assert len((tmp_path / "empty.jsonl").read_text().splitlines()) == 1
+
+
 def test_dlc_csv(tmp_path: Path) -> None:
     frames = sample_poses(4)
     src = tmp_path / "poses.msgpack"
