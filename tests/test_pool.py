@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import pytest
@@ -17,7 +18,7 @@ from engine_support import (
 
 from deepercut.data.synthetic import generate_video
 from deepercut.engine.frame_solver import FrameSolver
-from deepercut.engine.pool import SolverPool
+from deepercut.engine.pool import SolverPool, _check_reachable
 from deepercut.skeleton import MPII14
 from deepercut.types import Candidates
 
@@ -159,3 +160,22 @@ def test_an_actor_that_always_dies_is_given_up_on(frames) -> None:
         with pytest.raises(RuntimeError, match="died 2 times; giving up"):
             run_all(pool, frames[:2])
         assert pool.stats.actor_restarts == 1
+
+
+def test_unreachable_cluster_addresses_fail_fast() -> None:
+    # A listening loopback port passes (plain, ray:// and bracketed IPv6-style hosts); a closed
+    # one is a clear error instead of ray.init retrying for minutes; "auto" is left to Ray.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}", f"[127.0.0.1]:{port}"):
+            _check_reachable(address)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, not listening: connections are refused
+        for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+            with pytest.raises(RuntimeError, match=f"cannot reach the Ray cluster at '{address}'"):
+                _check_reachable(address)
+    for address in ("auto", "localhost", "127.0.0.1:abc"):
+        _check_reachable(address)  # not HOST:PORT: no connection attempted
