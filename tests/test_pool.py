@@ -148,6 +148,20 @@ def test_live_overload_drops_oldest_pending_and_stays_bounded(frames, solver, tm
     assert stats.max_window <= 2 and stats.max_pending <= 1
 
 
+def test_reset_starts_a_new_stream_and_may_switch_mode(frames, solver) -> None:
+    with SolverPool(solver, workers=0) as pool:
+        run_all(pool, frames[:3])
+        pool.reset(live=True)
+        assert pool.live and pool.stats.accepted == 0
+        out = run_all(pool, frames[:2])  # frame indices start over
+        assert [i for i, _ in out] == [frames[0][0], frames[1][0]]
+        assert pool.stats.accepted == pool.stats.completed == 2
+        pool.reset()
+        assert pool.live  # unchanged unless given
+        pool.reset(live=False)
+        assert not pool.live
+
+
 def test_rejects_out_of_order_submissions(frames, solver) -> None:
     with SolverPool(solver, workers=0) as pool:
         pool.submit(*frames[1])
