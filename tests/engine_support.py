@@ -152,6 +152,34 @@ class StallingSolver:
         return self.solver(index, pts, candidates)
 
 
+class GatedSolver:
+    """Wraps a frame solver and holds every solve until ``gate`` (a file) exists: a solver
+    stage stalled for as long as a test wants, in Ray actors too (they share the disk)."""
+
+    def __init__(self, solver: Any, gate: Path) -> None:
+        self.solver = solver
+        self.gate = gate
+
+    def __call__(self, index: int, pts: float, candidates: Candidates) -> Poses:
+        while not self.gate.exists():
+            time.sleep(0.005)
+        return self.solver(index, pts, candidates)
+
+
+def slow_network_detector(monkeypatch: Any, seconds_per_frame: float) -> None:
+    """The model's real detector, stalled ``seconds_per_frame`` per frame first: slower than a
+    fast live source on any machine, so that source must drop frames."""
+    from deepercut.engine.backend import NetworkDetector
+
+    detect = NetworkDetector.__call__
+
+    def slow(self: NetworkDetector, frames: Sequence[Frame]) -> list[Candidates]:
+        time.sleep(seconds_per_frame * len(frames))
+        return detect(self, frames)
+
+    monkeypatch.setattr(NetworkDetector, "__call__", slow)
+
+
 class CrashingSolver:
     """A frame solver whose process dies on every call (a segfault, the OOM killer)."""
 

@@ -10,15 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io
+import torch
 
+from deepercut.data import dataset as dataset_mod
 from deepercut.data.synthetic import generate_image, write_png
 from deepercut.engine.cli import main
 from deepercut.engine.cli_eval import ALL_SOLVERS, data_kind, parse_solvers
 from deepercut.evaluate import HELD_OUT_SEED
 from deepercut.model.io import load_model
 from deepercut.skeleton import MPII14
-
-torch = pytest.importorskip("torch")
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +91,7 @@ def test_synthetic_pose_metrics_per_solver(tmp_path: Path, capsys) -> None:
 
 
 def test_plot_writes_pngs(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib (the eval extra)")
     plots = tmp_path / "plots"
     assert main(["eval", "--images", "1", "--solver", "heuristic", "--plot", str(plots)]) == 0
     assert (plots / "ap_heuristic.png").stat().st_size > 0
@@ -140,7 +141,7 @@ def _coco_set(root: Path, count: int = 2) -> Path:
 
 
 def test_coco_eval_on_synthetic_people(tmp_path: Path, capsys) -> None:
-    pytest.importorskip("pycocotools")
+    pytest.importorskip("pycocotools", reason="COCO evaluation needs pycocotools (the eval extra)")
     from deepercut.data.coco import COCO_PARTS
 
     ann = _coco_set(tmp_path)
@@ -162,7 +163,7 @@ def test_coco_eval_on_synthetic_people(tmp_path: Path, capsys) -> None:
 
 
 def test_coco_missing_images_is_an_error(tmp_path: Path, capsys) -> None:
-    pytest.importorskip("pycocotools")
+    pytest.importorskip("pycocotools", reason="COCO evaluation needs pycocotools (the eval extra)")
     ann = tmp_path / "ann.json"
     ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "x.png"}], "annotations": []}))
     (tmp_path / "imgs").mkdir()
@@ -174,7 +175,6 @@ def test_coco_missing_images_is_an_error(tmp_path: Path, capsys) -> None:
 
 
 def _pose_dataset(root: Path, with_heads: bool):
-    dataset_mod = pytest.importorskip("deepercut.data.dataset")
     from deepercut.evaluate.synthetic import synthetic_truth
 
     records = []
@@ -215,8 +215,6 @@ def test_dataset_evaluation(tmp_path: Path, with_heads: bool) -> None:
 
 
 def test_dlc_project_pixel_error(tmp_path: Path, capsys) -> None:
-    pytest.importorskip("yaml")
-    pytest.importorskip("deepercut.evaluate.dlc")
     from deepercut.data.dlc import dlc_skeleton
     from deepercut.model.io import Model, save_model
     from deepercut.model.net import DeeperCut, DetectorConfig
@@ -262,9 +260,6 @@ def test_dlc_project_pixel_error(tmp_path: Path, capsys) -> None:
 
 
 def test_lsp_mat_through_the_cli(tmp_path: Path, capsys) -> None:
-    scipy_io = pytest.importorskip("scipy.io")
-    pytest.importorskip("deepercut.data.lsp")
-    pytest.importorskip("PIL")
     (tmp_path / "images").mkdir()
     joints = np.zeros((3, 14, 2))
     for i in range(2):
@@ -273,7 +268,7 @@ def test_lsp_mat_through_the_cli(tmp_path: Path, capsys) -> None:
         write_png(tmp_path / "images" / f"im{i + 1:04d}.jpg", sample.image)
         joints[:2, :, i] = sample.keypoints[0].T + 1  # MATLAB's 1-based pixels
         joints[2, :, i] = ~sample.visible[0]  # LSP's flag: 1 = occluded
-    scipy_io.savemat(tmp_path / "joints.mat", {"joints": joints})
+    scipy.io.savemat(tmp_path / "joints.mat", {"joints": joints})
     out = tmp_path / "lsp.json"
     argv = ["eval", "--data", str(tmp_path / "joints.mat"), "--solver", "heuristic"]
     assert main([*argv, "--json", str(out)]) == 0

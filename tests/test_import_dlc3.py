@@ -146,6 +146,25 @@ def test_converted_model_equals_deeplabcut_forward_pass(
     assert model.meta["imported_from"]["family"] == "deeplabcut3"
 
 
+def test_configured_locref_std_is_used(tmp_path: Path, snapshots) -> None:
+    """A non-default predictor ``locref_std`` scales the decoded offsets (the fixtures hold the
+    default, so ignoring the setting would go unnoticed there)."""
+    train = _train_folder(
+        tmp_path / "train",
+        "resnet50_gn",
+        snapshots["resnet50_gn"],
+        model__heads__bodypart__predictor__locref_std=3.5,
+    )
+    model = convert(train)
+    expected = _expected("resnet50_gn")
+    with torch.no_grad():
+        maps = model.net.decode(model.net(_image_batch(expected["image"])))
+    _, _, h, w = expected["locref"].shape
+    locref = expected["locref"].reshape(1, 4, 2, h, w) * 3.5
+    np.testing.assert_allclose(maps.locref.numpy(), locref, rtol=0, atol=1e-3)
+    assert np.abs(locref).max() > 0.5  # offsets large enough for a wrong scale to show
+
+
 def test_pipeline_candidates_hold_deeplabcut_poses(tmp_path: Path, snapshots) -> None:
     train = _train_folder(tmp_path / "train", "resnet50_gn", snapshots["resnet50_gn"])
     expected = _expected("resnet50_gn")
@@ -224,26 +243,34 @@ def test_cli_import_and_engine_run(tmp_path: Path, snapshots, capsys) -> None:
 @pytest.mark.parametrize(
     ("changes", "match"),
     [
-        ({"model__backbone__type": "HRNet", "model__backbone__model_name": "hrnet_w32"},
-         r"backbone HRNet hrnet_w32.*backbone 'HRNet'"),
+        (
+            {"model__backbone__type": "HRNet", "model__backbone__model_name": "hrnet_w32"},
+            r"backbone HRNet hrnet_w32.*backbone 'HRNet'",
+        ),
         ({"model__backbone__model_name": "resnet50d"}, "timm model 'resnet50d'"),
         ({"method": "td"}, "method 'td'"),
         ({"model__heads__bodypart__type": "DEKRHead"}, "a DEKRHead bodypart head"),
-        ({"model__heads__bodypart__predictor__type": "PartAffinityFieldPredictor"},
-         "a PartAffinityFieldPredictor"),
+        (
+            {"model__heads__bodypart__predictor__type": "PartAffinityFieldPredictor"},
+            "a PartAffinityFieldPredictor",
+        ),
         ({"model__heads__identity": {"type": "HeatmapHead"}}, r"heads \['bodypart', 'identity'\]"),
         ({"model__neck": {"type": "Transformer"}}, "a Transformer neck"),
         ({"metadata__unique_bodyparts": ["corner"]}, "unique body parts"),
         ({"model__backbone__output_stride": 32}, "stride 16"),
-        ({"model__heads__bodypart__heatmap_config__final_conv": {"out_channels": 4,
-                                                                 "kernel_size": 1}},
-         "final_conv"),
+        (
+            {
+                "model__heads__bodypart__heatmap_config__final_conv": {
+                    "out_channels": 4,
+                    "kernel_size": 1,
+                }
+            },
+            "final_conv",
+        ),
         ({"data__colormode": "GRAY"}, "colormode 'GRAY'"),
     ],
 )
-def test_unsupported_architectures_are_named(
-    tmp_path: Path, changes: dict, match: str
-) -> None:
+def test_unsupported_architectures_are_named(tmp_path: Path, changes: dict, match: str) -> None:
     train = _train_folder(tmp_path / "train", "resnet50_gn", {}, **changes)
     with pytest.raises(UnsupportedArchitecture, match=match):
         convert(train)
@@ -273,8 +300,9 @@ def test_network_config_validates() -> None:
     with pytest.raises(ValueError, match="3 channels for 2 parts"):
         DLC3PoseConfig(num_parts=2, heatmap_layers=((3, 3, 2),), locref_layers=())
     with pytest.raises(ValueError, match="stride 4"):
-        DLC3PoseConfig(num_parts=1, heatmap_layers=((8, 3, 2), (1, 3, 2)), locref=False,
-                       locref_layers=())
+        DLC3PoseConfig(
+            num_parts=1, heatmap_layers=((8, 3, 2), (1, 3, 2)), locref=False, locref_layers=()
+        )
     with pytest.raises(ValueError, match="different strides"):
         DLC3PoseConfig(num_parts=1, heatmap_layers=((1, 3, 2),), locref_layers=((2, 3, 1),))
     with pytest.raises(ValueError, match="not one of"):

@@ -44,6 +44,7 @@ from deepercut.model.external.tf_checkpoint import (
     masked_crc32c,
 )
 from deepercut.model.external.tfslim_resnet import (
+    MEAN_PIXEL,
     STANDARD_UNITS,
     TFSlimPoseConfig,
     TFSlimPoseNet,
@@ -274,6 +275,33 @@ def test_deeplabcut_project_equals_tensorflow(expected) -> None:
     # Its train folder and its snapshot are the same model.
     for src in (DLC_TRAIN, DLC_TRAIN / "snapshot-7.index"):
         assert convert(src).meta["imported_from"] == origin
+
+
+@pytest.mark.parametrize("source", ["posetf", "dlc"])
+def test_configured_mean_pixel_and_locref_stdev_are_used(
+    tmp_path: Path, expected, source: str
+) -> None:
+    """Non-default ``mean_pixel`` and ``locref_stdev`` in pose_cfg.yaml reach the network (the
+    fixture's own values are the defaults, so ignoring them would go unnoticed there)."""
+    root = _copy(POSETF if source == "posetf" else DLC, tmp_path)
+    train = root if source == "posetf" else root / DLC_TRAIN.relative_to(DLC)
+    shift = np.array([12.0, -20.0, 7.5])
+    _edit_cfg(
+        train / "pose_cfg.yaml",
+        mean_pixel=[float(m) for m in np.array(MEAN_PIXEL) + shift],
+        locref_stdev=3.5,
+    )
+    model = convert(root)
+    # RGB·255 − (mean + shift) on the image brightened by shift is TF's RGB·255 − mean.
+    image = _image_batch(expected["image"]) + torch.tensor(shift).float().view(1, 3, 1, 1) / 255
+    with torch.no_grad():
+        out = model.net(image)
+        maps = model.net.decode(out)
+    np.testing.assert_allclose(_hwc(out.scmap), expected["part_pred"], rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(_hwc(out.locref), expected["locref"], rtol=0, atol=TOLERANCE)
+    h, w, _ = expected["locref"].shape
+    locref = expected["locref"].reshape(h, w, 3, 2) * 3.5
+    np.testing.assert_allclose(maps.locref[0].permute(2, 3, 0, 1).numpy(), locref, atol=1e-3)
 
 
 @pytest.mark.skipif(

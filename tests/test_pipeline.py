@@ -89,10 +89,9 @@ def test_killed_actor_loses_and_duplicates_no_frame(video, model, reference) -> 
 
 def test_live_overload_drops_frames_with_a_bounded_window(video, model) -> None:
     path, truth = video
-    # Frames arrive at 200 fps; one actor solving exactly can't keep up.
-    with Engine(
-        model, solver="exact", workers=1, max_in_flight=1, detector=TruthDetector(truth)
-    ) as engine:
+    # Frames arrive at 200 fps, each batch is held 50 ms by the detector: drops on any machine.
+    detector = TruthDetector(truth, delay=0.05)
+    with Engine(model, solver="exact", workers=1, max_in_flight=1, detector=detector) as engine:
         with open_source(path, realtime=200.0) as source:
             assert source.is_live
             results = list(engine.run_frames(source))

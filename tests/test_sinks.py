@@ -19,7 +19,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from deepercut.engine import framing
+from deepercut.engine import framing, sinks
 from deepercut.engine.cli import main
 from deepercut.engine.framing import MAX_RECORD_BYTES
 from deepercut.engine.sinks import (
@@ -283,15 +283,35 @@ def test_follow_a_file_being_written(tmp_path: Path) -> None:
         assert_same(a, b)
 
 
-def test_follow_gives_up_after_timeout(tmp_path: Path) -> None:
+class FakeClock:
+    """Stands in for the ``time`` module of :mod:`deepercut.engine.sinks`: ``sleep`` advances
+    ``monotonic`` at once, so a timeout is measured in polls, not in machine speed."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert self.now < 60.0, "still polling a minute after its timeout"
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_follow_gives_up_after_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data, ends = write_stream(sample_poses(3))
     path = tmp_path / "stalled.msgpack"
     path.write_bytes(data[: ends[2] + 5])  # two records and a partial third
-    began = time.monotonic()
+    clock = FakeClock()
+    monkeypatch.setattr(sinks, "time", clock)
     stream = read_poses(path, follow=True, poll=0.02, timeout=0.2)
     back = list(stream)
     assert len(back) == 2 and not stream.complete
-    assert time.monotonic() - began >= 0.2
+    # It polled every 0.02 s and gave up on the first poll at or past 0.2 s without data.
+    assert clock.sleeps and set(clock.sleeps) == {0.02}
+    assert 0.2 <= clock.now < 0.2 + 0.02 + 1e-9
 
 
 def test_jsonl(tmp_path: Path) -> None:
@@ -310,6 +330,53 @@ def test_jsonl(tmp_path: Path) -> None:
     assert rec["kp"][0][3] == [None, None, None]
     assert rec["kp"][0][0] == pytest.approx(frames[1].keypoints[0, 0].tolist(), abs=1e-4)
     assert parse(lines[1])["kp"] == []
+
+
+def test_exports_keep_times_track_id_0_untracked_people_and_non_finite_values(
+    tmp_path: Path,
+) -> None:
+    """What sample_poses lacks: track id 0, two untracked people in one frame, an infinite
+    gap, the default scorer, and JSON lines from an open stream."""
+    kp = np.arange(3 * P * 3, dtype=np.float32).reshape(3, P, 3)
+    frames = [
+        Poses(0, 0.5, kp, np.array([0, -1, -1]), {"status": "time_limit", "gap": np.inf}),
+        Poses(1, 0.75, kp[:1], np.array([0]), {"status": "optimal", "gap": 0.0}),
+    ]
+    src = tmp_path / "poses.msgpack"
+    src.write_bytes(write_stream(frames)[0])
+    out, again = tmp_path / "poses.jsonl", tmp_path / "again.jsonl"
+    assert to_jsonl(src, out) == 2 and to_jsonl(read_poses(src), again) == 2
+    assert again.read_text() == out.read_text()
+    parse = lambda s: json.loads(s, parse_constant=pytest.fail)  # noqa: E731 - no NaN tokens
+    _, first, second = map(parse, out.read_text().splitlines())
+    assert (first["t"], second["t"]) == (0.5, 0.75)
+    assert first["id"] == [0, -1, -1] and first["solver"]["gap"] is None  # inf → null
+    assert first["kp"][2][1] == kp[2, 1].tolist()
+    csv_path = tmp_path / "poses.csv"
+    assert to_dlc_csv(src, csv_path) == 2
+    rows = list(csv.reader(csv_path.open()))
+    assert set(rows[0][1:]) == {"deepercut"}
+    assert rows[1][1 :: P * 3] == ["id0", "ind1", "ind2"]
+    person = lambda row, k: [float(v) for v in row[1 + k * P * 3 : 1 + (k + 1) * P * 3]]  # noqa: E731
+    for k in range(3):  # each person in its own column block
+        assert person(rows[4], k) == kp[k].ravel().tolist()
+    assert person(rows[5], 0) == kp[0].ravel().tolist() and rows[5][1 + P * 3 :] == [""] * (
+        2 * P * 3
+    )
+
+
+def test_exports_of_an_empty_stream_are_headers_only(tmp_path: Path) -> None:
+    src = tmp_path / "empty.msgpack"
+    src.write_bytes(write_stream([])[0])
+    assert to_dlc_csv(src, tmp_path / "empty.csv") == 0
+    assert (tmp_path / "empty.csv").read_text().split() == [
+        "scorer",
+        "individuals",
+        "bodyparts",
+        "coords",
+    ]
+    assert to_jsonl(src, tmp_path / "empty.jsonl") == 0
+    assert len((tmp_path / "empty.jsonl").read_text().splitlines()) == 1
 
 
 def test_dlc_csv(tmp_path: Path) -> None:
@@ -420,11 +487,11 @@ def test_tcp_sink_drops_for_a_slow_client_without_blocking() -> None:
     client.settimeout(5)
     while sink.num_clients < 1:
         time.sleep(0.01)
-    began = time.monotonic()
-    for i in range(total):  # ~17 MB, more than the kernel buffers; the client reads nothing
+    # ~17 MB, more than the kernel buffers, while the client reads nothing: a write that
+    # waited for the client would never return (pytest-timeout fails it).
+    for i in range(total):
         big.frame = i
         sink.write(big)
-    assert time.monotonic() - began < 5.0  # never waited for the client
     assert sink.dropped > 0
     received: list[object] = []
     reader = threading.Thread(target=lambda: received.extend(_receive_all(client)))
