@@ -198,7 +198,8 @@ def test_stream_that_stalls_disconnects_and_returns(tmp_path: Path, video, model
         data,
         [
             # A short stall (under the timeout) costs nothing; a long one is an outage.
-            [("send", 0, 0.3), ("stall", 0.3), ("send", 0.3, 0.6), ("stall", 2.0)],
+            # The margins (0.3 s against a 1.5 s timeout, 4 s) hold on a loaded machine.
+            [("send", 0, 0.3), ("stall", 0.3), ("send", 0.3, 0.6), ("stall", 4.0)],
             [("send", 0, 1)],  # back: the whole stream, then a disconnect
             [("send", 0, 1), ("stall", 5.0)],  # back again; the consumer stops in it
         ],
@@ -214,7 +215,7 @@ def test_stream_that_stalls_disconnects_and_returns(tmp_path: Path, video, model
         # A short probe, so the stalls fall in the streaming and not in the opening.
         probe = {"analyzeduration": "100000", "probesize": "32768"}
         with open_source(
-            server.url, timeout=0.7, reconnect=policy, live=False, queue_size=4, options=probe
+            server.url, timeout=1.5, reconnect=policy, live=False, queue_size=4, options=probe
         ) as src:
             results, levels = [], []
             for result in engine.run_frames(src, keep_images=True):
@@ -392,6 +393,7 @@ def test_malformed_checkpoints_fail_before_the_first_frame(checkpoint, tmp_path:
 # ----------------------------------------------------------------------------- solver limits
 
 
+@pytest.mark.timeout(120)
 def test_time_limit_on_a_dense_cluttered_frame_falls_back_and_is_flagged() -> None:
     # Ten overlapping people in a small image, 60 false positives, duplicates and confused
     # parts: far more than a 20 ms budget proves optimal.
@@ -404,15 +406,12 @@ def test_time_limit_on_a_dense_cluttered_frame_falls_back_and_is_flagged() -> No
     assert len(candidates) >= 150
     for method in ("exact", "3stage", "deepcut"):
         solver = FrameSolver(fitted_pairwise(), MPII14, method=method, time_limit=0.02)
-        began = time.perf_counter()
-        poses = solver(0, 0.0, candidates)
-        took = time.perf_counter() - began
+        poses = solver(0, 0.0, candidates)  # a hang is stopped by the test's timeout
         report = poses.solver
         assert report["status"] == "time_limit", method
         assert report["fallback"] is True and report["used"] in (method, "heuristic")
         assert report["candidates"] == 150  # capped: the problem size stays bounded
         assert poses.num_people >= 5
-        assert took < 20.0  # bounded, never a hang (CPU under load: generous)
 
 
 # ----------------------------------------------------------------------------- pose streams
