@@ -52,9 +52,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine import machine  # benchmarks/engine.py: what it ran on
 
+from deepercut.cli.args import parse_hw
 from deepercut.data.synthetic import load_truth
 from deepercut.data.synthetic_candidates import candidates_from_truth
-from deepercut.engine.cli_args import parse_hw
 from deepercut.engine.frame_solver import FrameSolver
 from deepercut.engine.pipeline import Engine
 from deepercut.engine.pool import SolverPool

@@ -19,7 +19,7 @@ from engine_support import (
     save_tiny_model,
 )
 
-from deepercut.engine.cli import main
+from deepercut.cli import main
 from deepercut.engine.sinks import read_poses
 from deepercut.skeleton import MPII14
 

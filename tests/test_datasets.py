@@ -379,7 +379,7 @@ def test_custom_skeleton_through_pairwise_and_solvers():
 def test_train_cli_on_dlc_project(tmp_path):
     """`deepercut train --data config.yaml`: the checkpoint has the project's skeleton and
     frame size, and predicts its 4 parts."""
-    from deepercut.engine.cli_train import register
+    from deepercut.cli.train import register
     from deepercut.model.io import load_model
     from deepercut.model.predict import Predictor
 

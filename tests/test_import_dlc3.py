@@ -21,7 +21,7 @@ import pytest
 import torch
 from engine_support import make_video
 
-from deepercut.engine.cli_import import register
+from deepercut.cli.import_model import register
 from deepercut.engine.pipeline import Engine
 from deepercut.model.candidates import CandidateParams, best_per_part
 from deepercut.model.external.convert import (

@@ -22,7 +22,7 @@ import scipy.io
 import torch
 from engine_support import make_video
 
-from deepercut.engine.cli_import import register
+from deepercut.cli.import_model import register
 from deepercut.engine.pipeline import Engine
 from deepercut.model.candidates import CandidateParams
 from deepercut.model.external.convert import (

@@ -19,9 +19,9 @@ from engine_support import (
     tiny_model,
 )
 
+from deepercut.cli import main
 from deepercut.data.synthetic import write_png
 from deepercut.data.synthetic_tracks import crossing, leave_and_return, simulated_sequence
-from deepercut.engine.cli import main
 from deepercut.engine.frame_solver import FrameSolver
 from deepercut.engine.pipeline import Engine
 from deepercut.engine.pool import SolverPool

@@ -42,8 +42,8 @@ from deepercut.model.net import DetectorOutput
 from deepercut.model.resnet import FrozenBatchNorm2d
 from deepercut.private_cache import UntrustedCache
 from deepercut.tensorrt.cache import EngineCache, EngineKey
-from deepercut.tensorrt.safe_load import UnsafeArchive, load_exported_program
 from deepercut.tensorrt.ort import OrtForward, cached_onnx, onnxruntime_available
+from deepercut.tensorrt.safe_load import UnsafeArchive, load_exported_program
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from deepercut.cli.args import parse_hw, parse_wh
 from deepercut.engine.assemble import DEFAULT_MIN_PARTS
 from deepercut.engine.backend import BACKENDS
-from deepercut.engine.cli_args import parse_hw, parse_wh
 from deepercut.engine.pipeline import Engine, FrameResult, source_queue_size
 from deepercut.engine.render import ImageFolderRenderer, VideoRenderer, draw_poses, is_video_path
 from deepercut.engine.sinks import PoseWriter, TcpSink, make_header
@@ -264,20 +264,16 @@ def run(args: argparse.Namespace) -> int:
                 _Overlay(args.render, source, engine.skeleton, args, os.path.isdir(args.source))
             )
         progress = stack.enter_context(_Progress(source, engine, disabled=args.quiet))
-        if args.detector_actors and renderer is None:
-            # The detector actors decode the file themselves (the engine falls back to
-            # detecting here when the source is not a file in file mode).
-            source.close()
-            results = engine.run_frames(
-                args.source,
-                start=args.start,
-                stop=args.stop,
-                stride=args.stride,
-                max_frames=args.max_frames,
-                realtime=realtime,
-            )
-        else:
-            results = engine.run_frames(source, keep_images=renderer is not None)
+        results = engine.run_opened(
+            source,
+            args.source,
+            keep_images=renderer is not None,
+            start=args.start,
+            stop=args.stop,
+            stride=args.stride,
+            max_frames=args.max_frames,
+            realtime=realtime,
+        )
         interrupted = False
         try:
             for result in results:

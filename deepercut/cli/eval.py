@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from deepercut.engine.cli_args import parse_hw
+from deepercut.cli.args import parse_hw
 from deepercut.evaluate import HELD_OUT_SEED
 from deepercut.solvers import METHODS
 

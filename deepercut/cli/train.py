@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepercut.engine.cli_args import parse_hw
+from deepercut.cli.args import parse_hw
 
 if TYPE_CHECKING:
     import numpy as np

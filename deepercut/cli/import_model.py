@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deepercut.engine.cli_args import parse_hw
+from deepercut.cli.args import parse_hw
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
