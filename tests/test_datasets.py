@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepercut.data.dataset import DatasetError, PoseDataset, PoseRecord, load_dataset
+from deepercut.data.dataset import DatasetError, PoseDataset, PoseRecord
 from deepercut.data.dlc import derive_stages, read_collected_csv
+from deepercut.data.load import load_dataset
 
 Image = pytest.importorskip("PIL.Image")  # reading images needs Pillow
 
@@ -342,9 +343,9 @@ def test_dataset_source_scales_people_to_target_height(tmp_path):
 def test_custom_skeleton_through_pairwise_and_solvers():
     """A 4-part DLC skeleton: pairwise fit, problem, every solver, assembled animals."""
     from deepercut.data.synthetic_candidates import candidates_from_truth
-    from deepercut.engine.assemble import assemble_poses
     from deepercut.model.pairwise import PairwiseModel
     from deepercut.solvers import solve
+    from deepercut.solvers.assemble import assemble_poses
 
     skeleton = load_dataset(DLC_MULTI).skeleton
     rng = np.random.default_rng(0)

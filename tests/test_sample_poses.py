@@ -2,7 +2,7 @@
 changes them by more than rounding fails here.
 
 The pin is ``tests/fixtures/sample_poses.npz``: the first :data:`FRAMES` frames, solved in the
-driver with the eager backend on the CPU and the exact 3-stage solver, keypoints rounded to
+driver with the eager backend on the CPU and the default 3-stage solver, keypoints rounded to
 1e-3 px (scores to 1e-3). When the bundled model (``deepercut/assets/default.pt``) or the
 assembly changes ON PURPOSE, regenerate the pin with one command from the repository root::
 

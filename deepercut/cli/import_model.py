@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Convert ``args.source`` to ``args.out``; returns the exit code."""
-    from deepercut.model.external.convert import convert
+    from deepercut.model.convert import convert
     from deepercut.model.io import save_model
 
     model = convert(args.source, input_hw=args.input_size)

@@ -33,7 +33,6 @@ import numpy as np
 from tqdm import tqdm
 
 from deepercut.cli.args import parse_hw, parse_wh
-from deepercut.engine.assemble import DEFAULT_MIN_PARTS
 from deepercut.engine.backend import BACKENDS
 from deepercut.engine.pipeline import Engine, FrameResult, source_queue_size
 from deepercut.engine.render import ImageFolderRenderer, VideoRenderer, draw_poses, is_video_path
@@ -44,6 +43,7 @@ from deepercut.io.redact import redact_url
 from deepercut.outputs import refuse_overwriting_inputs
 from deepercut.skeleton import Skeleton
 from deepercut.solvers import METHODS
+from deepercut.solvers.assemble import DEFAULT_MIN_PARTS
 
 _STATUS_EVERY_S = 0.5  # live status line refresh
 

@@ -56,13 +56,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from deepercut.engine.assemble import DEFAULT_MIN_PARTS
 from deepercut.engine.backend import NetworkDetector
-from deepercut.engine.frame_solver import FrameSolver
 from deepercut.engine.pool import PoolStats, RayUnavailable, Result, SolverPool, connect_ray
 from deepercut.engine.smoothing import OneEuroConfig, OneEuroSmoother
 from deepercut.engine.sources import Source, SourceStats, open_source
 from deepercut.engine.tracking import PoseTracker, TrackerConfig
+from deepercut.solvers.assemble import DEFAULT_MIN_PARTS
+from deepercut.solvers.frame_solver import FrameSolver
 
 if TYPE_CHECKING:
     from deepercut.engine.sharded import ShardedDetector

@@ -29,8 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from deepercut.engine.assemble import assemble_poses
-from deepercut.engine.frame_solver import FrameSolver
 from deepercut.model.temporal import (
     HistoryFrame,
     Observations,
@@ -38,6 +36,8 @@ from deepercut.model.temporal import (
     history_frame,
     observations,
 )
+from deepercut.solvers.assemble import assemble_poses
+from deepercut.solvers.frame_solver import FrameSolver
 from deepercut.solvers.incremental import stage_instance
 from deepercut.solvers.instance import instance_from_problem
 from deepercut.solvers.pipeline import solve_instance
@@ -294,7 +294,7 @@ class TemporalFrameSolver:
         self, candidates: Candidates, kept: np.ndarray, sol: TemporalSolution
     ) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints [M, P, 3] and internal track ids [M] of the clusters, ordered like
-        :func:`~deepercut.engine.assemble.assemble_poses` (descending total score)."""
+        :func:`~deepercut.solvers.assemble.assemble_poses` (descending total score)."""
         fs = self.frame_solver
         rows, ids, totals = [], [], []
         for c in np.unique(sol.cluster[sol.label >= 0]).tolist():
