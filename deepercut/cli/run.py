@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import math
 import os
 import sys
 import time
@@ -34,6 +33,7 @@ from tqdm import tqdm
 
 from deepercut.cli.args import parse_hw, parse_wh
 from deepercut.engine.backend import BACKENDS
+from deepercut.engine.frame_rate import known_fps
 from deepercut.engine.pipeline import Engine, FrameResult, source_queue_size
 from deepercut.engine.render import ImageFolderRenderer, VideoRenderer, draw_poses, is_video_path
 from deepercut.engine.sinks import PoseWriter, TcpSink, make_header
@@ -318,8 +318,7 @@ def _smoothing(min_cutoff: float | None, fps: float) -> OneEuroConfig | bool:
         return False
     if not min_cutoff > 0:
         raise ValueError(f"--smooth needs a positive cut-off in Hz, got {min_cutoff}")
-    rate = fps if math.isfinite(fps) and fps > 0 else 25.0
-    return OneEuroConfig(min_cutoff=min_cutoff, fps=rate)
+    return OneEuroConfig(min_cutoff=min_cutoff, fps=known_fps(fps))
 
 
 def _printer(quiet: bool) -> Callable[[str], None]:
@@ -419,8 +418,9 @@ class _Overlay:
         canvas = args.render_size or source.frame_size
         if canvas is None:
             raise ValueError(f"{source.description}: unknown frame size; pass --render-size")
-        fps = source.fps if math.isfinite(source.fps) and source.fps > 0 else 25.0
-        self.renderer = VideoRenderer(path, fps / self.stride, canvas, letterbox=True)
+        self.renderer = VideoRenderer(
+            path, known_fps(source.fps) / self.stride, canvas, letterbox=True
+        )
         self.unit = "frames"
 
     def write(self, result: FrameResult) -> None:

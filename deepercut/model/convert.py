@@ -63,13 +63,13 @@ from deepercut.model.external.dlc3 import LOCREF_STD as DLC3_LOCREF_STD
 from deepercut.model.external.formats import detect_source
 from deepercut.model.external.tf_checkpoint import CheckpointFormatError, TFCheckpoint
 from deepercut.model.external.tfslim_resnet import (
-    LOCREF_STDEV,
     MEAN_PIXEL,
     STANDARD_UNITS,
     TFSlimPoseConfig,
     TFSlimPoseNet,
     tf_variable_map,
 )
+from deepercut.model.net import LOCREF_STD
 from deepercut.model.pairwise import FEATURE_NAMES, PairwiseModel, num_pair_classes
 from deepercut.private_cache import PrivateCache, UntrustedCache, folder
 from deepercut.skeleton import COCO17, MPII14, Skeleton
@@ -307,7 +307,7 @@ def _tf_architecture(
             pairwise=bool(cfg.get("pairwise_predict", False)),
             intermediate_unit=intermediate,
             mean_pixel=tuple(cfg.get("mean_pixel") or MEAN_PIXEL),  # type: ignore[arg-type]
-            locref_std=float(cfg.get("locref_stdev", LOCREF_STDEV)),
+            locref_std=float(cfg.get("locref_stdev", LOCREF_STD)),
         )
     except (TypeError, ValueError) as exc:
         raise UnsupportedArchitecture(f"{where}: {exc}") from exc
@@ -560,12 +560,6 @@ def _dlc3_files(path: Path) -> tuple[Path, Path]:
     if not config.is_file():
         raise CheckpointError(f"no pytorch_config.yaml beside {path}")
     return path, config
-
-
-def describe_dlc3(path: str | os.PathLike[str]) -> str:
-    """The architecture of a DeepLabCut 3 model, as its ``pytorch_config.yaml`` states it."""
-    _, config_path = _dlc3_files(Path(path))
-    return describe_dlc3_config(read_yaml(config_path))
 
 
 def describe_dlc3_config(cfg: dict[str, Any]) -> str:
