@@ -66,7 +66,7 @@ from deepercut.solvers.frame_solver import FrameSolver
 
 if TYPE_CHECKING:
     from deepercut.engine.sharded import ShardedDetector
-    from deepercut.model.temporal import TemporalModel
+    from deepercut.model.temporal_costs import TemporalModel
 from deepercut.model.candidates import CandidateParams
 from deepercut.model.io import Model, load_model
 from deepercut.types import Candidates, Frame, Poses
@@ -323,7 +323,7 @@ class Engine:
             of the online tracker (solved in the driver, in frame order; see the module
             docstring).
         temporal_model: the temporal cost model (a
-            :class:`~deepercut.model.temporal.TemporalModel` or an ``.npz`` path); default:
+            :class:`~deepercut.model.temporal_costs.TemporalModel` or an ``.npz`` path); default:
             the bundled one.
     """
 
