@@ -40,7 +40,8 @@ from deepercut.evaluate.synthetic import synthetic_images, synthetic_pck
 from deepercut.model.io import Model, load_model
 from deepercut.model.predict import Predictor
 from deepercut.tensorrt import compile_detector, export_onnx, prepare
-from deepercut.tensorrt.compile import CompiledDetector, as_detector_output
+from deepercut.tensorrt.compile import CompiledDetector
+from deepercut.tensorrt.network import as_detector_output
 from deepercut.tensorrt.ort import OrtForward
 
 ROOT = Path(__file__).resolve().parent.parent

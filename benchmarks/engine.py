@@ -27,7 +27,7 @@ import ray
 import torch
 from machine_info import cpu_name
 
-from deepercut.engine.cli_args import parse_hw
+from deepercut.cli.args import parse_hw
 from deepercut.engine.pipeline import Engine
 
 ROOT = Path(__file__).resolve().parent.parent

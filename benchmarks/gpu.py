@@ -45,11 +45,9 @@ from detector import ARCHS, device_description, time_call
 
 from deepercut.model.candidates import CandidateParams, extract_candidate_tensors
 from deepercut.model.net import STRIDE, DeeperCut, DetectorConfig
-from deepercut.tensorrt.compile import (
-    BackendUnavailable,
-    compile_detector,
-    require_tensorrt,
-)
+from deepercut.tensorrt.compile import compile_detector
+from deepercut.tensorrt.network import BackendUnavailable
+from deepercut.tensorrt.trt_module import require_tensorrt
 
 #: Backend name → (compile_detector backend, precision).
 BACKENDS = {

@@ -52,13 +52,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine import machine  # benchmarks/engine.py: what it ran on
 
+from deepercut.cli.args import parse_hw
 from deepercut.data.synthetic import load_truth
 from deepercut.data.synthetic_candidates import candidates_from_truth
-from deepercut.engine.cli_args import parse_hw
-from deepercut.engine.frame_solver import FrameSolver
 from deepercut.engine.pipeline import Engine
 from deepercut.engine.pool import SolverPool
 from deepercut.model.io import load_model
+from deepercut.solvers.frame_solver import FrameSolver
 from deepercut.types import Candidates
 
 ROOT = Path(__file__).resolve().parent.parent

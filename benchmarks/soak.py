@@ -39,7 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine import machine  # benchmarks/engine.py: what it ran on
 
-from deepercut.engine.cli_args import parse_hw
+from deepercut.cli.args import parse_hw
 from deepercut.engine.pipeline import Engine
 from deepercut.engine.sources import Reconnect, Source, open_source
 

@@ -47,13 +47,13 @@ from deepercut.data.synthetic_tracks import (
     walking_tracks,
 )
 from deepercut.engine.backend import NetworkDetector
-from deepercut.engine.frame_solver import FrameSolver
 from deepercut.engine.tracking import PoseTracker
 from deepercut.evaluate.mot import MotAccumulator, MotSummary, combine
 from deepercut.model.io import load_model
 from deepercut.model.pairwise import PairwiseModel
-from deepercut.model.temporal import TemporalModel
+from deepercut.model.temporal_costs import TemporalModel
 from deepercut.skeleton import MPII14
+from deepercut.solvers.frame_solver import FrameSolver
 from deepercut.solvers.temporal import TemporalFrameSolver
 from deepercut.types import Candidates, Frame
 

@@ -1,6 +1,6 @@
 """``python -m deepercut``: the ``deepercut`` command line."""
 
-from deepercut.engine.cli import main
+from deepercut.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

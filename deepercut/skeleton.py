@@ -129,3 +129,55 @@ MPII14 = Skeleton(
     stages=((13, 12, 8, 9), (7, 10, 6, 11), (2, 3, 1, 4, 0, 5)),
     flip_pairs=((0, 5), (1, 4), (2, 3), (6, 11), (7, 10), (8, 9)),
 )
+
+
+#: COCO's 17 keypoints in COCO's own order.
+COCO_PARTS = (
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+)
+
+#: COCO's 17-keypoint skeleton: the json's ``categories[0].skeleton``, 0-based.
+COCO17 = Skeleton(
+    name="coco17",
+    parts=COCO_PARTS,
+    edges=(
+        (15, 13),
+        (13, 11),
+        (16, 14),
+        (14, 12),
+        (11, 12),
+        (5, 11),
+        (6, 12),
+        (5, 6),
+        (5, 7),
+        (6, 8),
+        (7, 9),
+        (8, 10),
+        (1, 2),
+        (0, 1),
+        (0, 2),
+        (1, 3),
+        (2, 4),
+        (3, 5),
+        (4, 6),
+    ),
+    # DeeperCut's order, COCO's parts: {head, shoulders} → +{elbows, wrists} → +{legs}.
+    stages=((0, 1, 2, 3, 4, 5, 6), (7, 8, 9, 10), (11, 12, 13, 14, 15, 16)),
+    flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
+)

@@ -1,6 +1,6 @@
 """The typed records that flow between stages: frame → candidates → problem → solution → poses.
 
-All arrays are numpy; shapes are documented per field. See DESIGN.md for the flow.
+All arrays are numpy; shapes are documented per field. See docs/architecture.md for the flow.
 """
 
 from __future__ import annotations

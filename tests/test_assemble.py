@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from engine_support import VIDEO_HEIGHTS, VIDEO_HW, fitted_pairwise, match_error
 
-import deepercut.engine.frame_solver as frame_solver_module
+import deepercut.solvers.frame_solver as frame_solver_module
 from deepercut.data.synthetic import generate_video
 from deepercut.data.synthetic_candidates import candidates_from_truth
-from deepercut.engine.assemble import assemble_poses
-from deepercut.engine.frame_solver import FrameSolver
 from deepercut.skeleton import MPII14
+from deepercut.solvers.assemble import assemble_poses
+from deepercut.solvers.frame_solver import FrameSolver
 from deepercut.types import Candidates, Problem, Solution
 
 P = 4

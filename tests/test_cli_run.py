@@ -20,7 +20,7 @@ from engine_support import (
     slow_network_detector,
 )
 
-from deepercut.engine.cli import main
+from deepercut.cli import main
 from deepercut.engine.sinks import read_poses
 from deepercut.skeleton import MPII14
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepercut.data.dataset import DatasetError, PoseDataset, PoseRecord, load_dataset
+from deepercut.data.dataset import DatasetError, PoseDataset, PoseRecord
 from deepercut.data.dlc import derive_stages, read_collected_csv
+from deepercut.data.load import load_dataset
 
 Image = pytest.importorskip("PIL.Image")  # reading images needs Pillow
 
@@ -342,9 +343,9 @@ def test_dataset_source_scales_people_to_target_height(tmp_path):
 def test_custom_skeleton_through_pairwise_and_solvers():
     """A 4-part DLC skeleton: pairwise fit, problem, every solver, assembled animals."""
     from deepercut.data.synthetic_candidates import candidates_from_truth
-    from deepercut.engine.assemble import assemble_poses
     from deepercut.model.pairwise import PairwiseModel
     from deepercut.solvers import solve
+    from deepercut.solvers.assemble import assemble_poses
 
     skeleton = load_dataset(DLC_MULTI).skeleton
     rng = np.random.default_rng(0)
@@ -379,7 +380,7 @@ def test_custom_skeleton_through_pairwise_and_solvers():
 def test_train_cli_on_dlc_project(tmp_path):
     """`deepercut train --data config.yaml`: the checkpoint has the project's skeleton and
     frame size, and predicts its 4 parts."""
-    from deepercut.engine.cli_train import register
+    from deepercut.cli.train import register
     from deepercut.model.io import load_model
     from deepercut.model.predict import Predictor
 

@@ -79,7 +79,7 @@ def _frames(path: Path) -> int:
 def _run_cli(root: Path, *extra: str, env: dict[str, str] | None = None, blocked=OPTIONAL) -> str:
     args = ["run", str(root / "people.mp4"), "--model", str(root / "tiny.pt"), *extra]
     code = f"""
-    from deepercut.engine.cli import main
+    from deepercut.cli import main
     sys.exit(main({args!r}))
     """
     return _python(code, blocked, env)
@@ -124,7 +124,7 @@ def test_folder_defaults_need_no_extras(files: Path) -> None:
     for i, (w, h) in enumerate([(64, 48), (50, 90)]):
         Image.fromarray(np.full((h, w, 3), 60 * i, np.uint8)).save(photos / f"{i}.png")
     args = ["run", str(photos), "--model", str(files / "tiny.pt"), "--render", str(overlays)]
-    _python(f"from deepercut.engine.cli import main; sys.exit(main({args!r}))", OPTIONAL)
+    _python(f"from deepercut.cli import main; sys.exit(main({args!r}))", OPTIONAL)
     assert sorted(p.name for p in overlays.iterdir()) == ["0.png", "1.png"]
 
 

@@ -13,10 +13,10 @@ import pytest
 import scipy.io
 import torch
 
+from deepercut.cli import main
+from deepercut.cli.eval import ALL_SOLVERS, data_kind, parse_solvers
 from deepercut.data import dataset as dataset_mod
 from deepercut.data.synthetic import generate_image, write_png
-from deepercut.engine.cli import main
-from deepercut.engine.cli_eval import ALL_SOLVERS, data_kind, parse_solvers
 from deepercut.evaluate import HELD_OUT_SEED
 from deepercut.model.io import load_model
 from deepercut.skeleton import MPII14

@@ -21,10 +21,10 @@ import pytest
 import torch
 from engine_support import make_video
 
-from deepercut.engine.cli_import import register
+from deepercut.cli.import_model import register
 from deepercut.engine.pipeline import Engine
 from deepercut.model.candidates import CandidateParams, best_per_part
-from deepercut.model.external.convert import (
+from deepercut.model.convert import (
     UnsupportedArchitecture,
     WeightsMismatch,
     convert,
@@ -207,7 +207,7 @@ def test_project_converts_once_and_caches(tmp_path: Path, snapshots, monkeypatch
     def no_conversion(*args, **kwargs):
         raise AssertionError("converted again")
 
-    monkeypatch.setattr("deepercut.model.external.convert.convert", no_conversion)
+    monkeypatch.setattr("deepercut.model.convert.convert", no_conversion)
     again = load_model(project)
     expected = _expected("resnet50_gn")
     with torch.no_grad():

@@ -22,10 +22,10 @@ import scipy.io
 import torch
 from engine_support import make_video
 
-from deepercut.engine.cli_import import register
+from deepercut.cli.import_model import register
 from deepercut.engine.pipeline import Engine
 from deepercut.model.candidates import CandidateParams
-from deepercut.model.external.convert import (
+from deepercut.model.convert import (
     COCO17,
     UnsupportedArchitecture,
     WeightsMismatch,
@@ -475,7 +475,7 @@ def test_load_model_converts_once_and_caches(tmp_path: Path, monkeypatch, expect
     def no_conversion(*args, **kwargs):
         raise AssertionError("converted again")
 
-    monkeypatch.setattr("deepercut.model.external.convert.convert", no_conversion)
+    monkeypatch.setattr("deepercut.model.convert.convert", no_conversion)
     again = load_model(dlc)
     _check_equal(again, expected, ("part_pred", "locref"))
     assert again.skeleton == first.skeleton

@@ -12,7 +12,7 @@ import pytest
 from engine_support import make_video
 from test_sinks import sample_poses, write_stream
 
-from deepercut.engine.cli import main
+from deepercut.cli import main
 from deepercut.outputs import OutputOverwritesInput, refuse_overwriting_inputs
 
 

@@ -19,9 +19,9 @@ from engine_support import (
 )
 
 from deepercut.data.synthetic import generate_video
-from deepercut.engine.frame_solver import FrameSolver
 from deepercut.engine.pool import SolverPool, _check_reachable
 from deepercut.skeleton import MPII14
+from deepercut.solvers.frame_solver import FrameSolver
 from deepercut.types import Candidates
 
 ray = pytest.importorskip("ray")

@@ -11,7 +11,7 @@ import pytest
 from engine_support import save_tiny_model
 from PIL import Image
 
-from deepercut.engine.cli import main
+from deepercut.cli import main
 from deepercut.engine.render import draw_poses
 from deepercut.engine.sinks import read_poses
 from deepercut.skeleton import MPII14

@@ -13,7 +13,7 @@ from engine_support import (
     tiny_model,
 )
 
-from deepercut.engine.cli import main
+from deepercut.cli import main
 from deepercut.engine.pipeline import Engine
 from deepercut.engine.sharded import keyframe_indices, plan_chunks
 from deepercut.engine.sinks import read_poses

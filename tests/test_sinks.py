@@ -19,8 +19,8 @@ import msgpack
 import numpy as np
 import pytest
 
+from deepercut.cli import main
 from deepercut.engine import framing, sinks
-from deepercut.engine.cli import main
 from deepercut.engine.framing import MAX_RECORD_BYTES
 from deepercut.engine.sinks import (
     CallbackSink,

@@ -21,8 +21,8 @@ from test_solvers import TINY3, TOL, assert_valid, single_moves
 from deepercut.solvers import METHODS, Problem, solve, tiny
 from deepercut.solvers import exact as exact_solver
 from deepercut.solvers.brute import brute_force
+from deepercut.solvers.components import solve_instance
 from deepercut.solvers.instance import instance_from_problem
-from deepercut.solvers.pipeline import solve_instance
 
 #: Costs drawn: halves for ties and exact sums, 0 for free joins, +inf.
 UNARY_COSTS = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, np.inf)

@@ -141,7 +141,7 @@ def test_load_truth_rejects_other_files(tmp_path) -> None:
 
 
 def test_cli_writes_images_and_truth(tmp_path) -> None:
-    from deepercut.engine.cli import main
+    from deepercut.cli import main
 
     out = tmp_path / "set"
     argv = ["synth", "images", "--count", "3", "--people", "1-3", "--size", "96x64"]
@@ -162,7 +162,7 @@ def test_cli_writes_images_and_truth(tmp_path) -> None:
 
 
 def test_cli_writes_video(tmp_path) -> None:
-    from deepercut.engine.cli import main
+    from deepercut.cli import main
 
     out = tmp_path / "v.mp4"
     argv = ["synth", "video", "--people", "2", "--frames", "5", "--size", "96x64"]

@@ -15,11 +15,11 @@ from deepercut.data.synthetic_tracks import (
     temporal_training_data,
     walking_tracks,
 )
-from deepercut.engine.frame_solver import FrameSolver
 from deepercut.engine.pipeline import Engine
 from deepercut.evaluate.mot import MotAccumulator
-from deepercut.model.temporal import TemporalModel, observations, truth_people
+from deepercut.model.temporal_costs import TemporalModel, observations, truth_people
 from deepercut.skeleton import MPII14
+from deepercut.solvers.frame_solver import FrameSolver
 from deepercut.solvers.temporal import TemporalFrameSolver, solve_temporal, temporal_problem
 
 HW = (240, 320)

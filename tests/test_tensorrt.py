@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 import torch
 
+from deepercut.cli import export as cli_export
 from deepercut.engine import backend as engine_backend
-from deepercut.engine import cli_export
 from deepercut.model.candidates import CandidateParams, extract_candidate_tensors
 from deepercut.model.io import Model, save_model
 from deepercut.model.net import DeeperCut, DetectorConfig

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from deepercut.data.dataset import DatasetError, load_dataset
+from deepercut.data.dataset import DatasetError
 from deepercut.data.dlc import read_collected_h5
+from deepercut.data.load import load_dataset
 from deepercut.model.io import Model, load_model, save_model
 from deepercut.model.net import DeeperCut, DetectorConfig
 from deepercut.skeleton import Skeleton
@@ -31,7 +32,7 @@ RSS_BUDGET_MB = 64
 _PROBE = """
 import json, resource, sys
 from deepercut.model.io import CheckpointError, load_model
-from deepercut.data.dataset import load_dataset
+from deepercut.data.load import load_dataset
 from deepercut.model.pairwise import PairwiseModel
 loaders = {"checkpoint": load_model, "labels": load_dataset, "pairwise": PairwiseModel.load}
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

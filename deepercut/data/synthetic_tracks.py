@@ -22,7 +22,7 @@ import numpy as np
 
 from deepercut.data.synthetic import generate_video, render_people, sample_people, visibility
 from deepercut.data.synthetic_candidates import candidates_from_truth
-from deepercut.model.temporal import HistoryFrame, truth_people
+from deepercut.model.temporal_costs import HistoryFrame, truth_people
 from deepercut.types import Candidates
 
 # MPII14 indices of the swinging joints and the ankles.
@@ -174,9 +174,9 @@ def temporal_training_data(
     image_hw: tuple[int, int] = (480, 640),
     **noise: Any,
 ) -> list[list[tuple[Candidates, np.ndarray, HistoryFrame]]]:
-    """Videos for :meth:`~deepercut.model.temporal.TemporalModel.fit`: per frame, simulated
+    """Videos for :meth:`~deepercut.model.temporal_costs.TemporalModel.fit`: per frame, simulated
     candidates (``noise``: :func:`candidates_from_truth` settings), their identities, and the
-    people a tracker would have reported (:func:`~deepercut.model.temporal.truth_people`)."""
+    people a tracker would have reported (:func:`~deepercut.model.temporal_costs.truth_people`)."""
     out = []
     for seed in seeds:
         frames = list(walking_tracks(seed, num_people, num_frames, image_hw))

@@ -56,17 +56,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from deepercut.engine.assemble import DEFAULT_MIN_PARTS
 from deepercut.engine.backend import NetworkDetector
-from deepercut.engine.frame_solver import FrameSolver
 from deepercut.engine.pool import PoolStats, RayUnavailable, Result, SolverPool, connect_ray
 from deepercut.engine.smoothing import OneEuroConfig, OneEuroSmoother
-from deepercut.engine.sources import SourceStats, open_source
+from deepercut.engine.sources import Source, SourceStats, open_source
 from deepercut.engine.tracking import PoseTracker, TrackerConfig
+from deepercut.solvers.assemble import DEFAULT_MIN_PARTS
+from deepercut.solvers.frame_solver import FrameSolver
 
 if TYPE_CHECKING:
     from deepercut.engine.sharded import ShardedDetector
-    from deepercut.model.temporal import TemporalModel
+    from deepercut.model.temporal_costs import TemporalModel
 from deepercut.model.candidates import CandidateParams
 from deepercut.model.io import Model, load_model
 from deepercut.types import Candidates, Frame, Poses
@@ -323,7 +323,7 @@ class Engine:
             of the online tracker (solved in the driver, in frame order; see the module
             docstring).
         temporal_model: the temporal cost model (a
-            :class:`~deepercut.model.temporal.TemporalModel` or an ``.npz`` path); default:
+            :class:`~deepercut.model.temporal_costs.TemporalModel` or an ``.npz`` path); default:
             the bundled one.
     """
 
@@ -662,6 +662,27 @@ class Engine:
             if not finished:
                 pool.discard()
             stats.wall_s = time.perf_counter() - started
+
+    def run_opened(
+        self,
+        source: Source,
+        spec: str | int | os.PathLike[str],
+        *,
+        keep_images: bool = False,
+        **selection: Any,
+    ) -> Iterator[FrameResult]:
+        """:meth:`run_frames` of a source the caller opened from ``spec`` with ``selection``
+        (``start``, ``stop``, ``stride``, ``max_frames``, ``realtime``), e.g. to read its fps
+        before the run.
+
+        With detector actors and no images kept, the actors decode the file themselves: the
+        opened source is closed and ``spec`` is run with ``selection`` instead (a spec that is
+        not a file is then detected in the driver).
+        """
+        if self.detector_actors and not keep_images:
+            source.close()
+            return self.run_frames(spec, **selection)
+        return self.run_frames(source, keep_images=keep_images)
 
     def _identities(self) -> Callable[[Poses], Poses]:
         """A fresh per-stream post-processing of ordered poses: tracker, then smoother."""

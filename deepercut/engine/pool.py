@@ -48,7 +48,7 @@ from deepercut.types import Candidates, Poses
 log = logging.getLogger(__name__)
 
 #: A frame solver: ``(index, pts, candidates) -> Poses`` (e.g. a
-#: :class:`~deepercut.engine.frame_solver.FrameSolver`; must pickle for Ray).
+#: :class:`~deepercut.solvers.frame_solver.FrameSolver`; must pickle for Ray).
 SolveFn = Callable[[int, float, Candidates], Poses]
 
 #: How often a driver waiting for results checks the actors' health (seconds).

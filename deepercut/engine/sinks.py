@@ -1,7 +1,7 @@
 """Pose sinks: the msgpack pose stream (to a file or TCP clients), callbacks, and converters to
 JSON lines and DeepLabCut CSV.
 
-Pose stream format, version 2 (DESIGN.md): a header msgpack map::
+Pose stream format, version 2: a header msgpack map::
 
     {"format": "deepercut.poses", "version": 2, "skeleton": Skeleton.to_dict(),
      "source": {...}, "model": {...}, "created": "2024-05-01T12:00:00+00:00",

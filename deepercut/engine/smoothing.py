@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from deepercut.engine.frame_rate import DEFAULT_FPS
 from deepercut.types import Poses
 
 
@@ -34,7 +35,7 @@ class OneEuroConfig:
     min_cutoff: float = 1.0
     beta: float = 0.01
     d_cutoff: float = 1.0
-    fps: float = 25.0
+    fps: float = DEFAULT_FPS
     forget_s: float = 2.0
 
     def __post_init__(self) -> None:

@@ -2,7 +2,7 @@
 metrics.
 
 Detection runs once per image; each solver then works on the same candidates through
-:class:`deepercut.engine.frame_solver.FrameSolver` (the engine's own unit of work), so the
+:class:`deepercut.solvers.frame_solver.FrameSolver` (the engine's own unit of work), so the
 solvers are compared on identical input and their per-frame time is the engine's.
 """
 
@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from deepercut.engine.frame_solver import FrameSolver
 from deepercut.evaluate import HELD_OUT_SEED
 from deepercut.evaluate.coco import CocoResult, coco_keypoint_eval, to_coco_results
 from deepercut.evaluate.mpii_ap import APResult, multi_person_ap
@@ -27,6 +26,7 @@ from deepercut.evaluate.pcp import PCPResult, pcp
 from deepercut.evaluate.synthetic import candidate_hits, synthetic_detections, synthetic_truth
 from deepercut.model.io import Model
 from deepercut.model.predict import Predictor
+from deepercut.solvers.frame_solver import FrameSolver
 from deepercut.types import Candidates
 
 

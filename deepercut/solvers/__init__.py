@@ -6,7 +6,7 @@ optimisation), ``deepcut`` (the original DeepCut ILP, the baseline).
 
 Modules: :mod:`.instance` (the internal sparse form, exact preprocessing, decomposition),
 :mod:`.heuristic`, :mod:`.exact` and :mod:`.cpsat` (model and lazy loop), :mod:`.tiny`
-(enumeration of tiny components), :mod:`.incremental`, :mod:`.deepcut`, :mod:`.pipeline`
+(enumeration of tiny components), :mod:`.incremental`, :mod:`.deepcut`, :mod:`.components`
 (shared flow), :mod:`.brute` (reference solver for tests).
 """
 

@@ -7,10 +7,10 @@ import time
 import numpy as np
 
 from deepercut.skeleton import Skeleton
+from deepercut.solvers.components import labels_of, make_solution, solve_instance
 from deepercut.solvers.deepcut import solve_deepcut
 from deepercut.solvers.incremental import solve_staged
 from deepercut.solvers.instance import instance_from_problem
-from deepercut.solvers.pipeline import labels_of, make_solution, solve_instance
 from deepercut.types import Problem, Solution
 
 #: Methods accepted by :func:`solve`.

@@ -26,9 +26,9 @@ import numpy as np
 from ortools.sat.python import cp_model_helper as cmh
 
 from deepercut.solvers import cpsat
+from deepercut.solvers.components import labels_of, make_solution
 from deepercut.solvers.exact import DEFAULT_SCALE, SplpModel
 from deepercut.solvers.instance import Instance, instance_from_problem
-from deepercut.solvers.pipeline import labels_of, make_solution
 from deepercut.types import Problem, Solution
 
 

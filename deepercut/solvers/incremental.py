@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from deepercut.solvers.components import labels_of, solve_instance
 from deepercut.solvers.instance import Instance, instance_from_problem
-from deepercut.solvers.pipeline import labels_of, solve_instance
 from deepercut.types import Problem
 
 

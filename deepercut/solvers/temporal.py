@@ -6,7 +6,7 @@ must stay kept and never merges with another track — exactly the fixed earlier
 DeeperCut's incremental optimisation, so the instance is built by the same
 :func:`~deepercut.solvers.incremental.stage_instance`. The earlier poses enter the problem as
 extra candidates of fixed part, decided and grouped by track; their join costs to the frame's
-candidates are the learned temporal costs (:class:`~deepercut.model.temporal.TemporalModel`;
+candidates are the learned temporal costs (:class:`~deepercut.model.temporal_costs.TemporalModel`;
 per candidate and track, one edge: to the earlier pose, among the track's last ``K``, whose
 prediction gives the lowest cost, so ``K`` does not scale the evidence). A super-node's cost to
 a candidate is the sum over its members, as in incremental solving.
@@ -29,18 +29,18 @@ from typing import Any
 
 import numpy as np
 
-from deepercut.engine.assemble import assemble_poses
-from deepercut.engine.frame_solver import FrameSolver
-from deepercut.model.temporal import (
+from deepercut.model.temporal_costs import (
     HistoryFrame,
     Observations,
     TemporalModel,
     history_frame,
     observations,
 )
+from deepercut.solvers.assemble import assemble_poses
+from deepercut.solvers.components import solve_instance
+from deepercut.solvers.frame_solver import FrameSolver
 from deepercut.solvers.incremental import stage_instance
 from deepercut.solvers.instance import instance_from_problem
-from deepercut.solvers.pipeline import solve_instance
 from deepercut.types import Candidates, Poses, Problem, Solution
 
 
@@ -122,7 +122,7 @@ def solve_temporal(
 
     Args:
         problem: the frame's SPLP over ``candidates``.
-        obs: the earlier poses (:func:`~deepercut.model.temporal.observations`).
+        obs: the earlier poses (:func:`~deepercut.model.temporal_costs.observations`).
         method: ``exact`` or ``heuristic``.
     """
     if method not in ("exact", "heuristic"):
@@ -294,7 +294,7 @@ class TemporalFrameSolver:
         self, candidates: Candidates, kept: np.ndarray, sol: TemporalSolution
     ) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints [M, P, 3] and internal track ids [M] of the clusters, ordered like
-        :func:`~deepercut.engine.assemble.assemble_poses` (descending total score)."""
+        :func:`~deepercut.solvers.assemble.assemble_poses` (descending total score)."""
         fs = self.frame_solver
         rows, ids, totals = [], [], []
         for c in np.unique(sol.cluster[sol.label >= 0]).tolist():

@@ -5,17 +5,15 @@ module. Imports only torch (and numpy); torch-tensorrt, onnx and onnxruntime loa
 """
 
 from deepercut.tensorrt.cache import EngineCache, EngineKey, default_cache_dir
-from deepercut.tensorrt.compile import (
-    BACKENDS,
+from deepercut.tensorrt.compile import BACKENDS, CompiledDetector, compile_detector
+from deepercut.tensorrt.export import OnnxExport, export_onnx, export_tensorrt
+from deepercut.tensorrt.network import (
     PRECISIONS,
     BackendUnavailable,
-    CompiledDetector,
     InferenceNet,
-    compile_detector,
     fold_batchnorm,
     prepare,
 )
-from deepercut.tensorrt.export import OnnxExport, export_onnx, export_tensorrt
 
 __all__ = [
     "BACKENDS",

@@ -23,10 +23,7 @@ never modified. Imports only torch: usable on a GPU machine without PyAV, Ray or
 
 from __future__ import annotations
 
-import copy
 import functools
-import importlib.util
-import itertools
 import logging
 import os
 import time
@@ -39,20 +36,24 @@ import torch
 from torch import Tensor, nn
 
 from deepercut.model.net import DetectorOutput
-from deepercut.model.resnet import FrozenBatchNorm2d
 from deepercut.private_cache import UntrustedCache
 from deepercut.tensorrt.cache import EngineCache, EngineKey
+from deepercut.tensorrt.network import (
+    BackendUnavailable,
+    as_detector_output,
+    check_precision,
+    device_of,
+    first_line,
+    prepare,
+)
 from deepercut.tensorrt.ort import OrtForward, cached_onnx, onnxruntime_available
 from deepercut.tensorrt.safe_load import UnsafeArchive, load_exported_program
+from deepercut.tensorrt.trt_module import build_tensorrt_module, require_tensorrt
 
 log = logging.getLogger(__name__)
 
 #: Backends :func:`compile_detector` accepts (``auto``: the best one the device allows).
 BACKENDS = ("auto", "tensorrt", "compile", "onnxruntime", "eager")
-#: Precisions it accepts.
-PRECISIONS = ("fp16", "fp32")
-_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
-#: Fallback order per requested backend.
 _CHAINS = {
     "auto": ("tensorrt", "compile", "eager"),
     "tensorrt": ("tensorrt", "compile", "eager"),
@@ -60,118 +61,6 @@ _CHAINS = {
     "onnxruntime": ("onnxruntime", "eager"),
     "eager": ("eager",),
 }
-#: Output names, in the order :class:`InferenceNet` returns them.
-OUTPUT_NAMES = ("scmap", "locref", "pairwise", "intermediate")
-
-
-class BackendUnavailable(RuntimeError):
-    """A backend cannot be built here (library missing, no GPU, no input size)."""
-
-
-def fold_batchnorm(module: nn.Module) -> nn.Module:
-    """Fold eval-mode BatchNorm into the convolution before it, in place.
-
-    Pairs are found by the torchvision naming the ResNet trunk uses: ``convK``/``bnK``
-    attributes of one module, and consecutive (conv, norm) entries of an ``nn.Sequential``
-    (the downsample branch). The norm becomes ``nn.Identity``; the convolution gets the
-    norm's scale in its weights and its shift as bias. Only for inference copies: a folded
-    network computes the same function but is no longer the trained parametrisation.
-    """
-    for parent in list(module.modules()):
-        for conv_name, norm_name in _conv_norm_pairs(parent):
-            conv, norm = getattr(parent, conv_name), getattr(parent, norm_name)
-            if isinstance(conv, nn.Conv2d) and isinstance(norm, FrozenBatchNorm2d | nn.BatchNorm2d):
-                _fold_into(conv, norm)
-                setattr(parent, norm_name, nn.Identity())
-    return module
-
-
-def _conv_norm_pairs(parent: nn.Module) -> list[tuple[str, str]]:
-    names = [name for name, _ in parent.named_children()]
-    if isinstance(parent, nn.Sequential):
-        return list(itertools.pairwise(names))
-    return [(n, "bn" + n[4:]) for n in names if n.startswith("conv") and "bn" + n[4:] in names]
-
-
-@torch.no_grad()
-def _fold_into(conv: nn.Conv2d, norm: nn.Module) -> None:
-    if isinstance(norm, nn.BatchNorm2d) and (norm.training or norm.running_var is None):
-        raise ValueError("only eval-mode BatchNorm with running statistics can be folded")
-    weight = norm.weight if norm.weight is not None else torch.ones_like(norm.running_var)
-    bias = norm.bias if norm.bias is not None else torch.zeros_like(norm.running_var)
-    # In float64, so folding adds no rounding of its own before any cast to FP16.
-    scale = weight.double() * (norm.running_var.double() + norm.eps).rsqrt()
-    shift = bias.double() - norm.running_mean.double() * scale
-    if conv.bias is not None:
-        shift = shift + conv.bias.double() * scale
-    dtype = conv.weight.dtype
-    conv.weight.copy_((conv.weight.double() * scale.view(-1, 1, 1, 1)).to(dtype))
-    conv.bias = nn.Parameter(shift.to(dtype), requires_grad=False)
-
-
-class InferenceNet(nn.Module):
-    """A detector as compilers and exporters take it.
-
-    Input: float32 [B, 3, H, W] in [0, 1], cast inside to the network's dtype and memory
-    format. Output: a plain tuple ``(scmap, locref, pairwise, intermediate)`` (no pairwise when
-    the network has no pairwise head), as TensorRT and ONNX want plain tensors;
-    :meth:`to_output` turns it back into a :class:`DetectorOutput`.
-    """
-
-    def __init__(
-        self, net: nn.Module, dtype: torch.dtype = torch.float32, channels_last: bool = False
-    ) -> None:
-        super().__init__()
-        self.net = net
-        self.dtype = dtype
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.has_pairwise = getattr(net, "pairwise_head", None) is not None
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        """Names of the returned tensors, in order."""
-        return OUTPUT_NAMES if self.has_pairwise else ("scmap", "locref", "intermediate")
-
-    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
-        out = self.net(images.to(dtype=self.dtype, memory_format=self.memory_format))
-        if self.has_pairwise:
-            return tuple(out)
-        return out.scmap, out.locref, out.intermediate
-
-    def to_output(self, outputs: tuple[Tensor, ...] | list[Tensor]) -> DetectorOutput:
-        """The tuple this module (or its compiled form) returned, as a :class:`DetectorOutput`."""
-        return as_detector_output(outputs, self.has_pairwise)
-
-
-def as_detector_output(
-    outputs: tuple[Tensor, ...] | list[Tensor], has_pairwise: bool
-) -> DetectorOutput:
-    """An :class:`InferenceNet`'s tuple as a :class:`DetectorOutput` (an empty pairwise map
-    for networks without that head)."""
-    if has_pairwise:
-        return DetectorOutput(*outputs)
-    scmap, locref, intermediate = outputs
-    b, _, h, w = scmap.shape
-    return DetectorOutput(scmap, locref, scmap.new_zeros(b, 0, h, w), intermediate)
-
-
-def prepare(
-    net: nn.Module,
-    precision: str = "fp16",
-    channels_last: bool = True,
-    device: str | torch.device | None = None,
-) -> InferenceNet:
-    """A deployment copy of ``net``: eval mode, BatchNorm folded, cast to ``precision``, moved
-    to ``device`` (default: where ``net`` is), optionally channels-last. ``net`` is unchanged."""
-    _check_precision(precision)
-    device = torch.device(device) if device is not None else _device_of(net)
-    copied = fold_batchnorm(copy.deepcopy(net).eval())
-    copied = copied.to(device=device, dtype=_DTYPES[precision])
-    if channels_last:
-        copied = copied.to(memory_format=torch.channels_last)
-    for p in copied.parameters():
-        p.requires_grad_(False)
-    return InferenceNet(copied, _DTYPES[precision], channels_last).eval()
 
 
 @dataclass
@@ -267,13 +156,13 @@ def compile_detector(
     net: nn.Module = getattr(model, "net", model)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-    _check_precision(precision)
+    check_precision(precision)
     bounds = _batch_range(batch_range)
     if input_hw is not None:
         input_hw = (int(input_hw[0]), int(input_hw[1]))
         if input_hw[0] % 16 or input_hw[1] % 16 or min(input_hw) <= 0:
             raise ValueError(f"input H×W must be positive multiples of 16, got {input_hw}")
-    device = torch.device(device) if device is not None else _device_of(net)
+    device = torch.device(device) if device is not None else device_of(net)
     if backend == "auto" and device.type != "cuda":
         if onnxruntime_available() and input_hw is not None:
             chain, note = _CHAINS["onnxruntime"], "auto on CPU: ONNX Runtime installed"
@@ -293,7 +182,7 @@ def compile_detector(
         except Exception as exc:  # unavailable or failed to build: try the next one
             if candidate == "eager":
                 raise
-            skipped.append(f"{candidate} unavailable: {_first_line(exc)}")
+            skipped.append(f"{candidate} unavailable: {first_line(exc)}")
             continue
         built.build_seconds = time.perf_counter() - started
         # The builder's own notes (e.g. a refused cached engine) follow the choice's reason.
@@ -399,14 +288,6 @@ def _build_onnxruntime(spec: _Spec) -> CompiledDetector:
     )
 
 
-def require_tensorrt(device: torch.device) -> None:
-    """Raise :class:`BackendUnavailable` unless torch-tensorrt can run on ``device``."""
-    if importlib.util.find_spec("torch_tensorrt") is None:
-        raise BackendUnavailable("torch_tensorrt is not installed (pip install -e '.[gpu]')")
-    if device.type != "cuda":
-        raise BackendUnavailable("TensorRT needs a CUDA device")
-
-
 def _build_tensorrt(spec: _Spec) -> CompiledDetector:
     require_tensorrt(spec.device)
     lo, opt, hi = spec.batch_range
@@ -453,60 +334,6 @@ def _build_tensorrt(spec: _Spec) -> CompiledDetector:
     )
 
 
-def build_tensorrt_module(
-    prepared: InferenceNet,
-    input_hw: tuple[int, int],
-    batch_range: tuple[int, int, int],
-    cache: EngineCache | None = None,
-    key: EngineKey | None = None,
-    path: Path | None = None,
-) -> tuple[nn.Module, Path | None]:
-    """Compile a prepared network with torch-tensorrt (dynamo IR, dynamic batch, static H×W)
-    and save it as an ExportedProgram to ``path`` or into ``cache`` under ``key`` (neither:
-    not saved).
-
-    Returns the compiled module and where it was saved (``None`` when not saved or saving
-    failed: the module still works, the next start just builds again).
-    """
-    import torch_tensorrt
-
-    lo, opt, hi = batch_range
-    device = _device_of(prepared)
-    # torch.export specialises a dimension of size 1, so a dynamic batch is traced with >= 2.
-    traced = opt if opt >= 2 or lo == hi else 2
-    with torch.inference_mode():
-        example = torch.rand(traced, 3, *input_hw, device=device)
-    dynamic = {"images": {0: torch.export.Dim("batch", min=lo, max=hi)}} if hi > lo else None
-    program = torch.export.export(prepared, (example,), dynamic_shapes=dynamic, strict=False)
-    spec = torch_tensorrt.Input(
-        min_shape=(lo, 3, *input_hw),
-        opt_shape=(opt, 3, *input_hw),
-        max_shape=(hi, 3, *input_hw),
-        dtype=torch.float32,
-    )
-    module = torch_tensorrt.dynamo.compile(program, inputs=[spec])
-    if path is None and cache is None:
-        return module, None
-    if path is None and key is None:
-        raise ValueError("a cache needs the engine's key")
-    saved: Path | None = None
-    try:
-        target = path if path is not None else cache.staging_path(cache.entry(key))
-        torch_tensorrt.save(
-            module,
-            str(target),
-            output_format="exported_program",
-            arg_inputs=[example],
-            dynamic_shapes=dynamic,
-        )
-        saved = target if path is not None else cache.commit_engine(key, target)
-    except Exception as exc:  # a working engine that could not be saved is still an engine
-        if path is not None:
-            raise
-        log.warning("TensorRT engine built but not cached: %s", _first_line(exc))
-    return module, saved
-
-
 _BUILDERS: dict[str, Callable[[_Spec], CompiledDetector]] = {
     "tensorrt": _build_tensorrt,
     "compile": _build_compile,
@@ -522,21 +349,3 @@ def _batch_range(value: tuple[int, int, int] | int) -> tuple[int, int, int]:
             f"batch_range must be (min, opt, max) with 1 <= min <= opt <= max, got {value!r}"
         )
     return bounds  # type: ignore[return-value]
-
-
-def _check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
-
-
-def _device_of(net: nn.Module) -> torch.device:
-    for tensor in net.parameters():
-        return tensor.device
-    for tensor in net.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -1,6 +1,6 @@
 """Exporting the detector: ONNX (any runtime) and a serialised TensorRT ExportedProgram.
 
-ONNX: the FP32 deployment network (:func:`~deepercut.tensorrt.compile.prepare`: frozen
+ONNX: the FP32 deployment network (:func:`~deepercut.tensorrt.network.prepare`: frozen
 BatchNorm folded) with one input ``images`` float32 [batch, 3, H, W] in [0, 1] (ImageNet
 normalisation is inside the graph) and outputs ``scmap``, ``locref``, ``pairwise``,
 ``intermediate`` (raw logits/offsets as :class:`~deepercut.model.net.DetectorOutput`; no
@@ -22,13 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepercut.tensorrt.compile import (
-    BackendUnavailable,
-    InferenceNet,
-    build_tensorrt_module,
-    prepare,
-    require_tensorrt,
-)
+from deepercut.tensorrt.network import BackendUnavailable, InferenceNet, prepare
+from deepercut.tensorrt.trt_module import build_tensorrt_module, require_tensorrt
 
 #: Default ONNX opset (the dynamo exporter's native one in torch 2.13).
 DEFAULT_OPSET = 18

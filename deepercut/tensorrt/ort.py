@@ -104,7 +104,7 @@ def cached_onnx(
 
 class OrtForward:
     """An ONNX Runtime session as a forward function: float32 images [B, 3, H, W] → the tuple
-    of output tensors (in :class:`~deepercut.tensorrt.compile.InferenceNet` order).
+    of output tensors (in :class:`~deepercut.tensorrt.network.InferenceNet` order).
 
     Args:
         model: the ONNX model's bytes.

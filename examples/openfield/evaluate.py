@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from deepercut.data.dataset import load_dataset
+from deepercut.data.load import load_dataset
 from deepercut.evaluate.dlc import DEFAULT_PCUTOFF, pixel_errors, predict_best_per_part
 from deepercut.model.io import load_model
 from deepercut.model.predict import Predictor

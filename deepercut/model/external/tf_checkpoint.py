@@ -405,8 +405,3 @@ class TFCheckpoint:
         if names is None:
             names = [n for n, e in sorted(self.entries.items()) if e.dtype and not e.sliced]
         return {name: self.read(name) for name in names}
-
-
-def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Every numeric tensor of a TensorFlow V2 checkpoint as name → numpy array."""
-    return TFCheckpoint(path).read_all()

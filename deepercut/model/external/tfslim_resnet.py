@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from deepercut.model.net import (
+    LOCREF_STD,
     DecodedMaps,
     DetectorOutput,
     config_from_dict,
@@ -57,8 +58,6 @@ STANDARD_UNITS: dict[int, tuple[int, int, int, int]] = {
 }
 #: pose-tensorflow's and DeepLabCut's ``mean_pixel`` (ImageNet RGB means, 0..255).
 MEAN_PIXEL = (123.68, 116.779, 103.939)
-#: pose-tensorflow's ``locref_stdev``.
-LOCREF_STDEV = 7.2801
 
 
 @dataclass
@@ -98,7 +97,7 @@ class TFSlimPoseConfig:
     intermediate_unit: int | None = None
     mean_pixel: tuple[float, float, float] = MEAN_PIXEL
     bn_eps: float = 1e-5
-    locref_std: float = LOCREF_STDEV
+    locref_std: float = LOCREF_STD
     pairwise_mean: list[Any] | None = field(default=None)
     pairwise_std: list[Any] | None = field(default=None)
 

@@ -1,4 +1,9 @@
-"""The ``deepercut`` command line: one entry point, one subcommand per job."""
+"""The ``deepercut`` command line: one entry point, one module per subcommand.
+
+Each module of this package has ``register(subparsers)``, which adds its subcommand and sets
+``func`` to the function that runs it. The modules turn arguments into library calls; the work
+is done below (see docs/architecture.md).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,18 @@ from collections.abc import Sequence
 
 from deepercut.io.redact import redact_text
 
+_DESCRIPTION = "The deepercut command line: one entry point, one subcommand per job."
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
-    from deepercut.engine import cli_commands
+    # Imported here: ``import deepercut.cli`` stays cheap, the commands import torch and more.
+    from deepercut.cli import convert, eval, export, import_model, run, synth, train
 
-    parser = argparse.ArgumentParser(prog="deepercut", description=__doc__)
+    parser = argparse.ArgumentParser(prog="deepercut", description=_DESCRIPTION)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for register in cli_commands.REGISTRY:
-        register(subparsers)
+    for command in (train, eval, synth, convert, run, export, import_model):
+        command.register(subparsers)
     return parser
 
 

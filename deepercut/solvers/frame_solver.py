@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from deepercut.engine.assemble import DEFAULT_MIN_PARTS, assemble_poses
 from deepercut.model.pairwise import PairwiseModel
 from deepercut.skeleton import Skeleton
 from deepercut.solvers import METHODS, solve
+from deepercut.solvers.assemble import DEFAULT_MIN_PARTS, assemble_poses
 from deepercut.types import Candidates, Poses, Problem, Solution
 
 
@@ -36,7 +36,7 @@ class FrameSolver:
             time-limited one only when its objective is lower, since the latter is feasible.
         max_candidates: candidates kept per frame (highest scores), bounding the problem size.
         min_parts, min_score: people with fewer parts or a lower score sum are dropped (see
-            :mod:`deepercut.engine.assemble`).
+            :mod:`deepercut.solvers.assemble`).
         max_people: at most this many people per frame, the highest-scoring (``None``: all).
 
     ``Poses.solver`` reports ``status`` (the primary solve's, or ``error``), ``gap`` (``None``

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import math
 import os
 import sys
 import time
@@ -32,9 +31,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from deepercut.engine.assemble import DEFAULT_MIN_PARTS
+from deepercut.cli.args import parse_hw, parse_wh
 from deepercut.engine.backend import BACKENDS
-from deepercut.engine.cli_args import parse_hw, parse_wh
+from deepercut.engine.frame_rate import known_fps
 from deepercut.engine.pipeline import Engine, FrameResult, source_queue_size
 from deepercut.engine.render import ImageFolderRenderer, VideoRenderer, draw_poses, is_video_path
 from deepercut.engine.sinks import PoseWriter, TcpSink, make_header
@@ -44,6 +43,7 @@ from deepercut.io.redact import redact_url
 from deepercut.outputs import refuse_overwriting_inputs
 from deepercut.skeleton import Skeleton
 from deepercut.solvers import METHODS
+from deepercut.solvers.assemble import DEFAULT_MIN_PARTS
 
 _STATUS_EVERY_S = 0.5  # live status line refresh
 
@@ -264,20 +264,16 @@ def run(args: argparse.Namespace) -> int:
                 _Overlay(args.render, source, engine.skeleton, args, os.path.isdir(args.source))
             )
         progress = stack.enter_context(_Progress(source, engine, disabled=args.quiet))
-        if args.detector_actors and renderer is None:
-            # The detector actors decode the file themselves (the engine falls back to
-            # detecting here when the source is not a file in file mode).
-            source.close()
-            results = engine.run_frames(
-                args.source,
-                start=args.start,
-                stop=args.stop,
-                stride=args.stride,
-                max_frames=args.max_frames,
-                realtime=realtime,
-            )
-        else:
-            results = engine.run_frames(source, keep_images=renderer is not None)
+        results = engine.run_opened(
+            source,
+            args.source,
+            keep_images=renderer is not None,
+            start=args.start,
+            stop=args.stop,
+            stride=args.stride,
+            max_frames=args.max_frames,
+            realtime=realtime,
+        )
         interrupted = False
         try:
             for result in results:
@@ -322,8 +318,7 @@ def _smoothing(min_cutoff: float | None, fps: float) -> OneEuroConfig | bool:
         return False
     if not min_cutoff > 0:
         raise ValueError(f"--smooth needs a positive cut-off in Hz, got {min_cutoff}")
-    rate = fps if math.isfinite(fps) and fps > 0 else 25.0
-    return OneEuroConfig(min_cutoff=min_cutoff, fps=rate)
+    return OneEuroConfig(min_cutoff=min_cutoff, fps=known_fps(fps))
 
 
 def _printer(quiet: bool) -> Callable[[str], None]:
@@ -423,8 +418,9 @@ class _Overlay:
         canvas = args.render_size or source.frame_size
         if canvas is None:
             raise ValueError(f"{source.description}: unknown frame size; pass --render-size")
-        fps = source.fps if math.isfinite(source.fps) and source.fps > 0 else 25.0
-        self.renderer = VideoRenderer(path, fps / self.stride, canvas, letterbox=True)
+        self.renderer = VideoRenderer(
+            path, known_fps(source.fps) / self.stride, canvas, letterbox=True
+        )
         self.unit = "frames"
 
     def write(self, result: FrameResult) -> None:

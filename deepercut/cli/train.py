@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepercut.engine.cli_args import parse_hw
+from deepercut.cli.args import parse_hw
 
 if TYPE_CHECKING:
     import numpy as np
@@ -223,8 +223,8 @@ def _training_data(args: argparse.Namespace) -> _TrainingData:
 
 
 def _dataset_training_data(args: argparse.Namespace) -> _TrainingData:
-    from deepercut.data.dataset import load_dataset
     from deepercut.data.dlc import read_config, training_fraction
+    from deepercut.data.load import load_dataset
     from deepercut.model.letterbox import pad_to_multiple
     from deepercut.train.sources import DatasetSource, dataset_samples
 

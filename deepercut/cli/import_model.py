@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deepercut.engine.cli_args import parse_hw
+from deepercut.cli.args import parse_hw
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Convert ``args.source`` to ``args.out``; returns the exit code."""
-    from deepercut.model.external.convert import convert
+    from deepercut.model.convert import convert
     from deepercut.model.io import save_model
 
     model = convert(args.source, input_hw=args.input_size)

@@ -44,7 +44,13 @@ import numpy as np
 import torch
 
 from deepercut.bounded_files import check_mat_size
-from deepercut.data.coco import COCO17
+from deepercut.model.checkpoint import (
+    CheckpointError,
+    Model,
+    load_model_bytes,
+    pairwise_state,
+    save_model,
+)
 from deepercut.model.external.dlc3 import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -54,25 +60,19 @@ from deepercut.model.external.dlc3 import (
     DLC3PoseNet,
 )
 from deepercut.model.external.dlc3 import LOCREF_STD as DLC3_LOCREF_STD
+from deepercut.model.external.formats import detect_source
 from deepercut.model.external.tf_checkpoint import CheckpointFormatError, TFCheckpoint
 from deepercut.model.external.tfslim_resnet import (
-    LOCREF_STDEV,
     MEAN_PIXEL,
     STANDARD_UNITS,
     TFSlimPoseConfig,
     TFSlimPoseNet,
     tf_variable_map,
 )
-from deepercut.model.io import (
-    CheckpointError,
-    Model,
-    load_model_bytes,
-    pairwise_state,
-    save_model,
-)
+from deepercut.model.net import LOCREF_STD
 from deepercut.model.pairwise import FEATURE_NAMES, PairwiseModel, num_pair_classes
 from deepercut.private_cache import PrivateCache, UntrustedCache, folder
-from deepercut.skeleton import MPII14, Skeleton
+from deepercut.skeleton import COCO17, MPII14, Skeleton
 
 log = logging.getLogger(__name__)
 
@@ -135,32 +135,6 @@ def latest_snapshot(folder: Path) -> Path:
     if not prefixes:
         raise CheckpointError(f"no TensorFlow checkpoint (*.index) in {folder}")
     return max(prefixes, key=lambda p: (_snapshot_number(p), p.name))
-
-
-def detect_source(path: str | os.PathLike[str]) -> str | None:
-    """What ``path`` is: ``"pose-tensorflow"``, ``"dlc2"``, ``"dlc3"`` or None (not one of
-    ours to convert: e.g. a deepercut checkpoint)."""
-    path = Path(path)
-    if path.is_dir():
-        if (path / "config.yaml").is_file() and (path / "dlc-models-pytorch").is_dir():
-            return "dlc3"
-        if (path / "config.yaml").is_file() and (path / "dlc-models").is_dir():
-            return "dlc2"
-        if (path / "pytorch_config.yaml").is_file():
-            return "dlc3"
-        if (path / "pose_cfg.yaml").is_file():
-            return "pose-tensorflow"
-        return None
-    if path.name.endswith(".yaml") and path.is_file():
-        return "pose-tensorflow" if path.name != "pytorch_config.yaml" else "dlc3"
-    if path.suffix == ".pt" and (path.parent / "pytorch_config.yaml").is_file():
-        return "dlc3"
-    if path.suffix in (".pt", ".pth"):
-        return None
-    index = path if path.name.endswith(".index") else path.with_name(path.name + ".index")
-    if ".data-" in path.name:
-        index = path.with_name(path.name[: path.name.index(".data-")] + ".index")
-    return "pose-tensorflow" if index.is_file() else None
 
 
 def source_files(path: str | os.PathLike[str]) -> list[Path]:
@@ -333,7 +307,7 @@ def _tf_architecture(
             pairwise=bool(cfg.get("pairwise_predict", False)),
             intermediate_unit=intermediate,
             mean_pixel=tuple(cfg.get("mean_pixel") or MEAN_PIXEL),  # type: ignore[arg-type]
-            locref_std=float(cfg.get("locref_stdev", LOCREF_STDEV)),
+            locref_std=float(cfg.get("locref_stdev", LOCREF_STD)),
         )
     except (TypeError, ValueError) as exc:
         raise UnsupportedArchitecture(f"{where}: {exc}") from exc
@@ -537,7 +511,7 @@ def convert_tf_model(
             "step": _snapshot_number(prefix),
             "head_naming": naming,
         },
-        "pairwise_model": "prior (deepercut.model.external.convert.prior_pairwise_model)",
+        "pairwise_model": "prior (deepercut.model.convert.prior_pairwise_model)",
     }
     pairwise = prior_pairwise_model(config.num_parts, offsets=config.pairwise)
     return Model(
@@ -586,12 +560,6 @@ def _dlc3_files(path: Path) -> tuple[Path, Path]:
     if not config.is_file():
         raise CheckpointError(f"no pytorch_config.yaml beside {path}")
     return path, config
-
-
-def describe_dlc3(path: str | os.PathLike[str]) -> str:
-    """The architecture of a DeepLabCut 3 model, as its ``pytorch_config.yaml`` states it."""
-    _, config_path = _dlc3_files(Path(path))
-    return describe_dlc3_config(read_yaml(config_path))
 
 
 def describe_dlc3_config(cfg: dict[str, Any]) -> str:
@@ -804,7 +772,7 @@ def convert_dlc3_snapshot(
             "step": step,
             "architecture": describe_dlc3_config(cfg),
         },
-        "pairwise_model": "prior (deepercut.model.external.convert.prior_pairwise_model)",
+        "pairwise_model": "prior (deepercut.model.convert.prior_pairwise_model)",
     }
     return Model(
         net,  # type: ignore[arg-type]  (same interface as DeeperCut)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from deepercut.engine.cli_args import parse_hw
+from deepercut.cli.args import parse_hw
 
 
 def _parse_batches(text: str) -> tuple[int, int, int]:

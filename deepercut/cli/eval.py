@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from deepercut.engine.cli_args import parse_hw
+from deepercut.cli.args import parse_hw
 from deepercut.evaluate import HELD_OUT_SEED
 from deepercut.solvers import METHODS
 
@@ -349,7 +349,7 @@ def _oks_summary(best: Any) -> dict[str, float]:
 def _eval_mat(
     args: argparse.Namespace, model: Any, predictor: Any, methods: tuple[str, ...]
 ) -> dict[str, Any]:
-    from deepercut.data.dataset import load_dataset
+    from deepercut.data.load import load_dataset
     from deepercut.evaluate.report import evaluate_dataset, plot_pckh_curves
 
     dataset = load_dataset(args.data, args.images)
@@ -397,8 +397,8 @@ def _eval_mat(
 def _eval_dlc(
     args: argparse.Namespace, model: Any, predictor: Any, methods: tuple[str, ...]
 ) -> dict[str, Any]:
-    from deepercut.data.dataset import load_dataset
     from deepercut.data.dlc import read_config, training_fraction
+    from deepercut.data.load import load_dataset
     from deepercut.evaluate.dlc import DEFAULT_PCUTOFF, pixel_errors, predict_best_per_part
     from deepercut.evaluate.report import detect, solve_candidates, to_model_parts
 

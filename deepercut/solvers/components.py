@@ -1,4 +1,4 @@
-"""The pipeline shared by the methods: reduce, heuristic, decompose, solve components, and
+"""The flow shared by the methods: reduce, heuristic, decompose, solve components, and
 assemble a :class:`~deepercut.types.Solution`."""
 
 from __future__ import annotations
