@@ -8,7 +8,9 @@ network's config as a dict: a :class:`DetectorConfig`, a
 :class:`~deepercut.model.external.dlc3.DLC3PoseConfig`), ``skeleton``
 (:meth:`Skeleton.to_dict`), ``input_hw`` (the H×W the model was trained for), ``state_dict``,
 ``pairwise`` (optional: the pairwise model's arrays and metadata), ``meta`` (training data,
-command, time...). No pickled objects, so loading an untrusted file cannot execute code.
+command, time...), ``train_state`` (optional: what ``deepercut train --resume`` continues from,
+see :mod:`deepercut.train.checkpoint`; ignored by :func:`load_model`). No pickled objects, so
+loading an untrusted file cannot execute code.
 
 :func:`load_model` also accepts a pose-tensorflow model or a DeepLabCut project/snapshot
 directly: it is converted once and cached (see :mod:`deepercut.model.external.convert`).
@@ -106,8 +108,13 @@ def pairwise_state(model: PairwiseModel) -> dict[str, Any]:
     }
 
 
-def save_model(path: str | os.PathLike[str], model: Model) -> None:
-    """Write a checkpoint (atomically: a reader never sees a half-written file)."""
+def save_model(
+    path: str | os.PathLike[str], model: Model, extra: dict[str, Any] | None = None
+) -> None:
+    """Write a checkpoint (atomically: a reader never sees a half-written file).
+
+    ``extra``: further top-level entries (tensors and plain types only), e.g. ``train_state``.
+    """
     path = Path(path)
     checkpoint = {
         "format": FORMAT,
@@ -120,6 +127,7 @@ def save_model(path: str | os.PathLike[str], model: Model) -> None:
         "pairwise": model.pairwise,
         # Through JSON: only plain types reach the file, so weights_only loading accepts it.
         "meta": json.loads(json.dumps(model.meta)),
+        **(extra or {}),
     }
     tmp = path.with_name(path.name + ".tmp")
     torch.save(checkpoint, tmp)
@@ -243,9 +251,7 @@ def _load_state(net: nn.Module, state: dict[str, torch.Tensor], path: Path) -> N
         )
     # torch keeps no checksums: damaged weight bytes often decode to NaN/inf, which would
     # silently give frames without people.
-    broken = [
-        k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()
-    ]
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:
         raise CheckpointError(
             f"{path}: non-finite values in {broken[:3]} ({len(broken)} tensors): damaged weights"
