@@ -263,7 +263,8 @@ def run_train(args: argparse.Namespace) -> int:
         model = load_model(args.pairwise_only)
         if model.skeleton != data.skeleton:
             raise ValueError(f"{args.pairwise_only}: its skeleton differs from the data's")
-        out_ckpt = None
+        # In place: a training checkpoint keeps its training state.
+        out_ckpt = out if out.resolve() == Path(args.pairwise_only).resolve() else None
     else:
         init = None
         meta: dict[str, Any] = {}
