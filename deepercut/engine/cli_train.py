@@ -438,7 +438,11 @@ def _dataset_training_data(args: argparse.Namespace) -> _TrainingData:
                 "train_fraction": fraction,
                 "seed": args.split_seed,
                 "train": len(train_set),
-                "test": [r.image_path.name for r in test_set.records],
+                # Long lists (LSPET's 500) are named by --test-images (a file) instead.
+                "test": [r.image_path.name for r in test_set.records]
+                if len(test_set) <= 50
+                else len(test_set),
+                "test_images": args.test_images,
             },
             "target_height": target_height,
             "person_heights": args.person_heights,
