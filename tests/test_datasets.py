@@ -247,12 +247,12 @@ def test_lsp_reader(tmp_path):
     assert ds[1].image_path == tmp_path / "images" / "im0002.jpg"
     np.testing.assert_allclose(ds[1].keypoints[0, :, :2], xy[1] - 1)
     assert ds[1].keypoints[0, 3, 2] == 1 and ds[1].keypoints[0, 4, 2] == 2
-    # LSP extended: 14×3×N and the flag means visible.
+    # LSP extended: 14×3×N and the flag means visible; flag 0 (outside the image) = unlabelled.
     ext = np.concatenate([xy, 1 - occluded[..., None]], axis=2).transpose(1, 2, 0)
     savemat(tmp_path / "ext.mat", {"joints": ext})
     ds = load_dataset(tmp_path / "ext.mat")
     assert ds[1].image_path.name == "im00002.jpg"
-    np.testing.assert_array_equal(ds[1].keypoints[0, :, 2], np.where(occluded[1], 1, 2))
+    np.testing.assert_array_equal(ds[1].keypoints[0, :, 2], np.where(occluded[1], 0, 2))
 
 
 def test_unknown_format(tmp_path):

@@ -273,6 +273,10 @@ def test_lsp_mat_through_the_cli(tmp_path: Path, capsys) -> None:
     argv = ["eval", "--data", str(tmp_path / "joints.mat"), "--solver", "heuristic"]
     assert main([*argv, "--json", str(out)]) == 0
     assert "mPCP" in capsys.readouterr().out
-    entry = json.loads(out.read_text())["solvers"]["heuristic"]
+    report = json.loads(out.read_text())
+    entry = report["solvers"]["heuristic"]
     assert 0.3 < entry["PCK@0.2_torso"] <= 1 and 0 < entry["mPCP"] <= 1
     assert set(entry["pck_per_part"]) == set(MPII14.parts)
+    single = report["single_person"]  # LSP's protocol: each part's best cell
+    assert 0.3 < single["PCK@0.2_torso"] <= 1 and 0 < single["AUC"] < single["PCK@0.2_torso"]
+    assert report["scale"] == 1.0 and single["people"] == 2

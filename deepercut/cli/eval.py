@@ -8,7 +8,10 @@ optionally PNG curves.
 - ``--data annotations.json --images DIR``: COCO OKS AP/AR with pycocotools (the model's parts
   mapped to COCO's by name; parts it lacks count as misses), plus the same over the body
   keypoints only.
-- ``--data file.mat``: MPII (multi-person AP, PCKh, AUC, PCP) or LSP (PCK@0.2 of the torso, PCP).
+- ``--data file.mat``: MPII (multi-person AP, PCKh, AUC, PCP) or LSP (single-person protocol:
+  person-centric PCK@0.2 of the torso per part and its AUC, images at ``--scale`` × their size,
+  ``--test-images`` selecting e.g. a validation split; with ``--solver`` also the solvers' poses,
+  PCK and PCP).
 - ``--data config.yaml``: a DeepLabCut project: mean and median pixel error per keypoint on its
   test and train images, without and with the p-cutoff (each part's best cell; with
   ``--solver``, the solver's poses).
@@ -82,7 +85,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--test-images",
         default=None,
         help="DLC: comma-separated test image names (default: "
-        "the project's TrainingFraction split, seed 1)",
+        "the project's TrainingFraction split, seed 1); LSP: the images to score (names, "
+        "comma-separated, or a .txt file of names)",
+    )
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="LSP: run each image at this factor of its own size (default 1; LSP people are "
+        "~150 px) instead of letterboxing it into --input-size",
     )
     p.add_argument("--plot", default=None, help="save PR / PCK-threshold curves (PNG) here")
     p.set_defaults(func=run_eval)
@@ -353,6 +364,8 @@ def _eval_mat(
     from deepercut.evaluate.report import evaluate_dataset, plot_pckh_curves
 
     dataset = load_dataset(args.data, args.images)
+    if dataset.name.startswith("lsp:"):
+        return _eval_lsp(args, model, predictor, dataset)
     if args.limit is not None:
         dataset = dataset.subset(range(min(args.limit, len(dataset))))
     started = time.perf_counter()
@@ -392,6 +405,104 @@ def _eval_mat(
         "seconds": round(seconds, 1),
         "solvers": solvers,
     }
+
+
+def _eval_lsp(args: argparse.Namespace, model: Any, predictor: Any, dataset: Any) -> dict[str, Any]:
+    """LSP's single-person protocol (:mod:`deepercut.evaluate.lsp`); solvers on request."""
+    from deepercut.data.dataset import read_name_list
+    from deepercut.evaluate.lsp import lsp_pck, predict_single_person
+    from deepercut.evaluate.report import detect, solve_candidates, to_model_parts
+
+    dataset, missing = dataset.with_existing_images()
+    names = None
+    if args.test_images:
+        names = read_name_list([n.strip() for n in args.test_images.split(",") if n.strip()])
+        dataset = dataset.split(test_names=names)[1]
+    if args.limit is not None:
+        dataset = dataset.subset(range(min(args.limit, len(dataset))))
+    if len(dataset) == 0:
+        raise ValueError(f"{args.data}: no images to evaluate")
+    scale = args.scale if args.scale is not None else (None if args.input_size else 1.0)
+    parts = model.skeleton.parts
+    gts = [to_model_parts(r.keypoints, dataset.skeleton.parts, parts) for r in dataset.records]
+    images = [dataset.image(i).copy() for i in range(len(dataset))]
+    started = time.perf_counter()
+    if scale is None:  # letterboxed into the network input, as the engine runs
+        from deepercut.evaluate.dlc import predict_best_per_part
+
+        preds = predict_best_per_part(predictor, images, args.batch_size)
+    else:
+        preds = predict_single_person(model, images, scale, str(predictor.device))
+    single = lsp_pck(preds, gts, parts)
+    seconds = time.perf_counter() - started
+    where = f"{scale:g} x image size" if scale else f"letterboxed {predictor.input_hw}"
+    print(
+        f"{dataset.name}: {len(dataset)} images ({len(missing)} absent skipped), "
+        f"{args.model or 'bundled model'} at {where}, {seconds:.0f} s\n"
+        "single-person read-out (each part's best cell): person-centric PCK@0.2 of the torso"
+    )
+    print(single.table(parts))
+    report: dict[str, Any] = {
+        "data": str(args.data),
+        "dataset": dataset.name,
+        "images": len(dataset),
+        "absent_images": len(missing),
+        "test_images": args.test_images,
+        "model": _model_name(args),
+        "scale": scale,
+        "protocol": "LSP single person: each part's best-scoring cell (refined) per image; "
+        "PCK@0.2 of the torso size (left shoulder to right hip), person-centric; AUC over "
+        "thresholds 0..0.2; unlabelled joints (LSPET flag 0) not counted",
+        "seconds": round(seconds, 1),
+        "single_person": single.to_dict(parts),
+    }
+    if args.solver:  # the multi-person engine's poses, each gt person given its best match
+        methods = parse_solvers(args.solver, ("3stage",))
+        if scale is None:
+            cands = list(detect(predictor, images, args.batch_size))
+        else:
+            from deepercut.evaluate.lsp import scaled_input_hw
+            from deepercut.model.predict import Predictor
+
+            cands = [
+                Predictor(model, scaled_input_hw(im.shape[:2], scale), device=predictor.device)(
+                    [im]
+                )[0]
+                for im in images
+            ]
+        solvers = {}
+        for method in methods:
+            solved = solve_candidates(model, cands, method, args.time_limit)
+            result = lsp_pck(solved.keypoints, gts, parts)
+            print(f"\n[{method}] poses, each gt person scored against its best-matching pose")
+            print(result.table(parts))
+            solvers[method] = {**result.to_dict(parts), **solved.timing()}
+            limbs = _lsp_pcp(solved.keypoints, gts, parts)
+            if limbs is not None:
+                print(limbs.table())
+                solvers[method].update(mPCP=round(limbs.mean, 4), AOP=round(limbs.aop, 4))
+        report["solvers"] = solvers
+    return report
+
+
+def _lsp_pcp(preds: list[Any], gts: list[Any], parts: tuple[str, ...]) -> Any:
+    """PCP of all limbs (people matched at 0.2 of the torso), None for other skeletons."""
+    from deepercut.evaluate.pck import torso_size
+    from deepercut.evaluate.pcp import pcp
+
+    torsos = [torso_size(g, parts) for g in gts]
+    ok = [np.isfinite(t) & (t > 0) for t in torsos]
+    try:
+        return pcp(
+            preds,
+            [g[k] for g, k in zip(gts, ok, strict=True)],
+            [t[k] for t, k in zip(torsos, ok, strict=True)],
+            parts,
+            limb_types=("head", "torso", "upper_arm", "lower_arm", "upper_leg", "lower_leg"),
+            match_threshold=0.2,
+        )
+    except ValueError:  # a skeleton without these limbs
+        return None
 
 
 def _eval_dlc(

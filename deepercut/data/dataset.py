@@ -193,6 +193,13 @@ class PoseDataset:
             self.skeleton, [self.records[i] for i in indices], name or self.name, self.cache
         )
 
+    def with_existing_images(self) -> tuple[PoseDataset, list[Path]]:
+        """(the records whose image file exists, the missing image paths)."""
+        keep, missing = [], []
+        for i, r in enumerate(self.records):
+            (keep if r.image_path.is_file() else missing).append(i)
+        return self.subset(keep), [self.records[i].image_path for i in missing]
+
     def split(
         self,
         train_fraction: float = 0.95,
@@ -232,3 +239,17 @@ class PoseDataset:
             self.subset(train, f"{self.name} [train]"),
             self.subset(test, f"{self.name} [test]"),
         )
+
+
+def read_name_list(values: Sequence[str]) -> list[str]:
+    """Image names given on a command line: each value that is a ``.txt`` file stands for its
+    lines (blank lines and ``#`` comments skipped), any other value for itself."""
+    names: list[str] = []
+    for value in values:
+        path = Path(value)
+        if path.suffix == ".txt" and path.is_file():
+            lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+            names.extend(line for line in lines if line)
+        else:
+            names.append(value)
+    return names

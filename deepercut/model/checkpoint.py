@@ -8,7 +8,9 @@ network's config as a dict: a :class:`DetectorConfig`, a
 :class:`~deepercut.model.external.dlc3.DLC3PoseConfig`), ``skeleton``
 (:meth:`Skeleton.to_dict`), ``input_hw`` (the H×W the model was trained for), ``state_dict``,
 ``pairwise`` (optional: the pairwise model's arrays and metadata), ``meta`` (training data,
-command, time...). No pickled objects, so loading an untrusted file cannot execute code.
+command, time...), ``train_state`` (optional: what ``deepercut train --resume`` continues from,
+see :mod:`deepercut.train.checkpoint`; ignored when loading). No pickled objects, so
+loading an untrusted file cannot execute code.
 
 Loading a path (ours, the bundled model, or a foreign model to convert) is
 :func:`deepercut.model.io.load_model`.
@@ -110,8 +112,13 @@ def pairwise_state(model: PairwiseModel) -> dict[str, Any]:
     }
 
 
-def save_model(path: str | os.PathLike[str], model: Model) -> None:
-    """Write a checkpoint (atomically: a reader never sees a half-written file)."""
+def save_model(
+    path: str | os.PathLike[str], model: Model, extra: dict[str, Any] | None = None
+) -> None:
+    """Write a checkpoint (atomically: a reader never sees a half-written file).
+
+    ``extra``: further top-level entries (tensors and plain types only), e.g. ``train_state``.
+    """
     path = Path(path)
     checkpoint = {
         "format": FORMAT,
@@ -124,6 +131,7 @@ def save_model(path: str | os.PathLike[str], model: Model) -> None:
         "pairwise": model.pairwise,
         # Through JSON: only plain types reach the file, so weights_only loading accepts it.
         "meta": json.loads(json.dumps(model.meta)),
+        **(extra or {}),
     }
     tmp = path.with_name(path.name + ".tmp")
     torch.save(checkpoint, tmp)

@@ -29,7 +29,10 @@ class PoseSample:
 
     image: uint8 [H, W, 3]; keypoints float32 [M, P, 2]; visible bool [M, P] (a positive);
     annotated bool [M, P] (position known; occluded joints are annotated, not visible);
-    heights float32 [M] person heights in pixels.
+    heights float32 [M] person heights in pixels; loss_mask bool [H, W] or None: where the
+    scoremap loss applies (None: everywhere). Datasets that label only some of the people in
+    an image (LSP: one per image) mask the rest of the scene, so that unlabelled bystanders are
+    not taught as background.
     """
 
     image: np.ndarray
@@ -37,6 +40,7 @@ class PoseSample:
     visible: np.ndarray
     annotated: np.ndarray
     heights: np.ndarray
+    loss_mask: np.ndarray | None = None
 
 
 def augment(
@@ -90,10 +94,17 @@ def augment(
     warped = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[
         0
     ]
+    mask = None
+    if sample.loss_mask is not None:
+        # Nearest sampling; outside the input the mask is 0 (no loss there).
+        m = torch.from_numpy(sample.loss_mask.astype(np.float32))[None, None]
+        mask = F.grid_sample(m, grid, mode="nearest", padding_mode="zeros", align_corners=True)
+        mask = mask[0, 0].numpy() > 0.5
     return PoseSample(
         image=warped.round_().byte().permute(1, 2, 0).numpy(),
         keypoints=kp_out,
         visible=visible,
         annotated=annotated,
         heights=sample.heights * np.float32(s),
+        loss_mask=mask,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -27,6 +28,8 @@ from deepercut.model.io import Model, save_model
 from deepercut.model.net import STRIDE, DeeperCut, DetectorConfig, DetectorOutput
 from deepercut.skeleton import Skeleton
 from deepercut.train.augment import AugmentParams, PoseSample, augment
+from deepercut.train.checkpoint import TRAIN_STATE, TrainState, numpy_generator
+from deepercut.train.sources import MixedSource
 from deepercut.train.targets import Targets, make_targets, pairwise_statistics
 
 #: A data source: draws one training sample with the given random generator.
@@ -61,7 +64,17 @@ class TrainConfig:
         d = asdict(self)
         d["input_hw"] = list(self.input_hw)
         d["deploy_hw"] = list(self.deploy_hw)
+        d["augment"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["augment"].items()}
         return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """The inverse of :meth:`to_dict` (lists back to tuples)."""
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        augment = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.get("augment", {}).items()
+        }
+        return cls(**{**values, "augment": AugmentParams(**augment)})
 
 
 @dataclass
@@ -121,11 +134,18 @@ def _batches(
     source: SampleSource, config: TrainConfig, skeleton: Skeleton, rng: np.random.Generator
 ) -> Iterator[tuple[Tensor, list[PoseSample]]]:
     perm = skeleton.flip_permutation()
+    if isinstance(source, MixedSource) and source.batch_size != config.batch_size:
+        raise ValueError(
+            f"the mixed source draws {source.batch_size} samples a batch, the batch size is "
+            f"{config.batch_size}"
+        )
     while True:
-        samples = [
-            augment(source(rng), rng, config.augment, perm, config.input_hw)
-            for _ in range(config.batch_size)
-        ]
+        drawn = (
+            source.draw_batch(rng)
+            if isinstance(source, MixedSource)
+            else [source(rng) for _ in range(config.batch_size)]
+        )
+        samples = [augment(s, rng, config.augment, perm, config.input_hw) for s in drawn]
         images = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2)
         yield images.float().div_(255), samples
 
@@ -137,6 +157,13 @@ def batch_targets(
     min_radius: float = 6.0,
 ) -> Targets:
     """Targets for ``samples`` with the network's normalisation."""
+    h, w = map_hw
+    # A cell's loss applies when the sample's loss mask covers the cell's centre pixel.
+    c = STRIDE // 2
+    masks = [
+        None if s.loss_mask is None else torch.from_numpy(s.loss_mask[c::STRIDE, c::STRIDE][:h, :w])
+        for s in samples
+    ]
     return make_targets(
         [torch.from_numpy(s.keypoints) for s in samples],
         [torch.from_numpy(s.visible) for s in samples],
@@ -148,6 +175,7 @@ def batch_targets(
         net.pairwise_mean,
         net.pairwise_std,
         min_radius=min_radius,
+        loss_masks=masks,
     )
 
 
@@ -168,32 +196,91 @@ def train(
     meta: dict[str, Any] | None = None,
     progress: bool = True,
     init: Model | None = None,
+    resume: tuple[Model, TrainState] | None = None,
+    stop_at: int | None = None,
+    stage: dict[str, Any] | None = None,
+    keep_checkpoints: bool = False,
+    max_seconds: float | None = None,
 ) -> Model:
     """Train a detector on ``source`` and save it (BatchNorm frozen) to ``out_path``.
 
-    From scratch (BatchNorm trained, then frozen), or fine-tuning ``init`` (a saved model,
-    whose BatchNorm statistics stay frozen as in the paper).
+    From scratch (BatchNorm trained, then frozen), fine-tuning ``init`` (a saved model, whose
+    BatchNorm statistics stay frozen as in the paper), or continuing ``resume`` (a checkpoint
+    of this function, :func:`~deepercut.train.checkpoint.load_resumable`) exactly where it
+    stopped: same weights, optimizer, LR schedule, step, data order and RNG states, so a run
+    interrupted and resumed equals one that was not.
 
-    The loss log (one JSON object per logged step) goes to ``log_path``; intermediate
-    checkpoints overwrite ``out_path`` every ``config.checkpoint_every`` steps.
+    ``source`` may be a :class:`MixedSource` (fixed shares of each batch). Training stops after
+    ``config.steps`` steps (the LR schedule's length) or earlier at step ``stop_at`` (a chunk of
+    a longer schedule). Every ``config.checkpoint_every`` steps and at the end, ``out_path`` is
+    overwritten by a resumable checkpoint (and, with ``keep_checkpoints``, copied to
+    ``OUT-stepN.pt``). With ``max_seconds`` the chunk also ends (saved, resumable) after the
+    first step that finishes past that much wall time. The loss log (one JSON object per
+    step) is appended to ``log_path``.
+    ``meta["stages"]`` lists every invocation's ``stage`` record (command, data...) with the
+    steps it ran and its wall time.
     """
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    if init is not None:
-        if init.skeleton != skeleton:
-            raise ValueError("the initial model's skeleton differs from the training data's")
-        net = init.net
+    if resume is not None:
+        model0, state = resume
+        # Only how often checkpoints are written may change between chunks.
+        ours = {**config.to_dict(), "checkpoint_every": None}
+        if {**state.config, "checkpoint_every": None} != ours:
+            raise ValueError("resume: the training configuration differs from the checkpoint's")
+        net = state.training_net(model0)
+        pairwise = model0.pairwise
+        meta = {**model0.meta, **(meta or {})}
+        rng = numpy_generator(state.numpy_rng)
+        torch.set_rng_state(state.torch_rng)
+        start = state.step
     else:
-        net = DeeperCut(_initial_config(config, source, skeleton))
+        torch.manual_seed(config.seed)
+        rng = np.random.default_rng(config.seed)
+        if init is not None:
+            if init.skeleton != skeleton:
+                raise ValueError("the initial model's skeleton differs from the training data's")
+            net, pairwise = init.net, init.pairwise
+        else:
+            net, pairwise = DeeperCut(_initial_config(config, source, skeleton)), None
+        start = 0
+    end = config.steps if stop_at is None else min(stop_at, config.steps)
+    if end <= start:
+        raise ValueError(f"nothing to train: the run is at step {start}, asked to stop at {end}")
     net.train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
+    if resume is not None:
+        optimizer.load_state_dict(state.optimizer)
+        scheduler.load_state_dict(state.scheduler)
     map_hw = (config.input_hw[0] // STRIDE, config.input_hw[1] // STRIDE)
-    log = open(log_path, "a") if log_path else None
-    meta = {**(meta or {}), "train_config": config.to_dict()}
+    stages = list((meta or {}).get("stages", []))
+    this_stage = {**(stage or {}), "steps": [start, start]}
+    meta = {**(meta or {}), "train_config": config.to_dict(), "stages": [*stages, this_stage]}
     started = time.time()
+
+    def save(step: int) -> Model:
+        this_stage.update(steps=[start, step], wall_seconds=round(time.time() - started, 1))
+        this_stage["saved"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        state = TrainState(
+            step=step,
+            config=config.to_dict(),
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            numpy_rng=rng.bit_generator.state,
+            torch_rng=torch.get_rng_state(),
+            net_config=None if net.config.norm == "frozen" else net.config.to_dict(),
+            net_state=None if net.config.norm == "frozen" else net.state_dict(),
+        )
+        model = _save(net, skeleton, config, out_path, meta, pairwise, step, state)
+        if keep_checkpoints:
+            out = Path(out_path)
+            shutil.copyfile(out, out.with_name(f"{out.stem}-step{step}{out.suffix}"))
+        return model
+
+    log = open(log_path, "a") if log_path else None
     batches = _batches(source, config, skeleton, rng)
-    bar = tqdm(range(config.steps), disable=not progress, desc="train", unit="step")
+    bar = tqdm(
+        range(start, end), initial=start, total=end, disable=not progress, desc="train", unit="step"
+    )
     try:
         for step in bar:
             images, samples = next(batches)
@@ -210,12 +297,15 @@ def train(
                 log.write(json.dumps({**record, "seconds": round(time.time() - started, 1)}))
                 log.write("\n")
                 log.flush()
-            if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
-                _save(net, skeleton, config, out_path, meta, started, step + 1)
+            if max_seconds is not None and time.time() - started >= max_seconds:
+                end = step + 1
+                break
+            if (step + 1) % config.checkpoint_every == 0 and step + 1 < end:
+                save(step + 1)
     finally:
         if log is not None:
             log.close()
-    return _save(net, skeleton, config, out_path, meta, started, config.steps)
+    return save(end)
 
 
 def _initial_config(
@@ -246,18 +336,21 @@ def _save(
     config: TrainConfig,
     out_path: str | Path,
     meta: dict[str, Any],
-    started: float,
+    pairwise: dict[str, Any] | None,
     steps: int,
+    state: TrainState,
 ) -> Model:
-    """Save a frozen-BatchNorm copy; training continues on ``net`` itself."""
+    """Save a frozen-BatchNorm copy with the training state; training continues on ``net``."""
     deploy = DeeperCut(DetectorConfig.from_dict(net.config.to_dict()))
     deploy.load_state_dict(net.state_dict())
     deploy.eval().freeze_batchnorm()
+    train_seconds = sum(s.get("wall_seconds", 0.0) for s in meta["stages"])
     model = Model(
         deploy,
         skeleton,
         config.deploy_hw,
-        meta={**meta, "steps": steps, "train_seconds": round(time.time() - started, 1)},
+        pairwise=pairwise,
+        meta={**meta, "steps": steps, "train_seconds": round(train_seconds, 1)},
     )
-    save_model(out_path, model)
+    save_model(out_path, model, extra={TRAIN_STATE: state.to_checkpoint()})
     return model

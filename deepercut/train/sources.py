@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,12 +46,16 @@ class DatasetSource:
 
     Each draw picks an image and one of its people, rescales the image so that person's size
     (:meth:`PoseRecord.person_heights`) becomes ``target_height`` (``None``: native scale, as
-    for DeepLabCut's fixed-camera animals), and cuts an ``image_hw`` window placed so the
-    person's centre lands anywhere in the middle half of it. With probability
-    ``background_prob`` (and for images with nobody labelled) the window is placed uniformly at
-    random instead, so the detector also sees the scene away from the subjects. Every labelled
-    person inside the window is annotated; joints outside it stop being visible. Decoded images
-    come from the dataset's cache.
+    for DeepLabCut's fixed-camera animals) or, with ``height_range``, a size drawn
+    log-uniformly from that range, and cuts an ``image_hw`` window placed so the person's centre
+    lands within ``jitter`` × the window size of its centre (0.25: anywhere in the middle half).
+    With probability ``background_prob`` (and for images with nobody labelled) the window is
+    placed uniformly at random instead, so the detector also sees the scene away from the
+    subjects. Every labelled person inside the window is annotated; joints outside it stop being
+    visible. With ``mask_margin`` the scoremap loss is restricted to the labelled people's
+    joint boxes grown by ``mask_margin`` × their size on every side: for datasets that label one
+    person per image (LSP), whose unlabelled bystanders must not be taught as background.
+    Decoded images come from the dataset's cache.
     """
 
     dataset: PoseDataset
@@ -59,10 +63,19 @@ class DatasetSource:
     target_height: float | None = None
     background_prob: float = 0.0
     scale_range: tuple[float, float] = (0.1, 10.0)
+    height_range: tuple[float, float] | None = None
+    jitter: float = 0.25
+    mask_margin: float | None = None
 
     def __post_init__(self) -> None:
         if len(self.dataset) == 0:
             raise ValueError(f"dataset {self.dataset.name!r} has no images to train on")
+
+    def _target_height(self, rng: np.random.Generator) -> float | None:
+        if self.height_range is not None:
+            lo, hi = np.log(self.height_range)
+            return float(np.exp(rng.uniform(lo, hi)))
+        return self.target_height
 
     def __call__(self, rng: np.random.Generator) -> PoseSample:
         i = int(rng.integers(len(self.dataset)))
@@ -72,17 +85,18 @@ class DatasetSource:
         oh, ow = self.image_hw
         heights = record.person_heights()
         people = np.flatnonzero(record.labelled.any(1))
+        target = self._target_height(rng)
         if len(people) and rng.random() >= self.background_prob:
             m = int(rng.choice(people))
             scale = 1.0
-            if self.target_height is not None:
-                scale = float(np.clip(self.target_height / heights[m], *self.scale_range))
-            jitter = rng.uniform(-0.25, 0.25, 2) * np.array([ow, oh]) / scale
+            if target is not None:
+                scale = float(np.clip(target / heights[m], *self.scale_range))
+            jitter = rng.uniform(-self.jitter, self.jitter, 2) * np.array([ow, oh]) / scale
             centre = record.center()[m] + jitter
         else:
             scale = 1.0
-            if self.target_height is not None and len(heights):
-                scale = float(np.clip(self.target_height / np.median(heights), *self.scale_range))
+            if target is not None and len(heights):
+                scale = float(np.clip(target / np.median(heights), *self.scale_range))
             centre = rng.uniform(0, 1, 2) * np.array([w - 1, h - 1])
         crop = crop_image(image, centre, scale, self.image_hw)
         out_centre = np.array([(ow - 1) / 2, (oh - 1) / 2])
@@ -90,13 +104,74 @@ class DatasetSource:
         inside = (
             (kp[..., 0] >= 0) & (kp[..., 0] <= ow - 1) & (kp[..., 1] >= 0) & (kp[..., 1] <= oh - 1)
         )
+        mask = None
+        if self.mask_margin is not None:
+            mask = people_mask(kp, record.labelled, heights * scale, self.mask_margin, (oh, ow))
         return PoseSample(
             image=crop,
             keypoints=kp.astype(np.float32),
             visible=record.visible & inside,
             annotated=record.labelled.copy(),
             heights=(heights * scale).astype(np.float32),
+            loss_mask=mask,
         )
+
+
+def people_mask(
+    keypoints: np.ndarray,
+    labelled: np.ndarray,
+    heights: np.ndarray,
+    margin: float,
+    out_hw: tuple[int, int],
+) -> np.ndarray:
+    """bool [H, W]: the union of the people's labelled-joint boxes, each grown by
+    ``margin`` × its height on every side (people without labelled joints add nothing)."""
+    oh, ow = out_hw
+    mask = np.zeros((oh, ow), bool)
+    for xy, known, height in zip(keypoints[..., :2], labelled, heights, strict=True):
+        if not known.any():
+            continue
+        pad = margin * float(height)
+        x0, y0 = np.floor(xy[known].min(0) - pad).astype(int)
+        x1, y1 = np.ceil(xy[known].max(0) + pad).astype(int)
+        mask[max(y0, 0) : max(y1 + 1, 0), max(x0, 0) : max(x1 + 1, 0)] = True
+    return mask
+
+
+@dataclass(frozen=True)
+class MixedSource:
+    """Batches drawn from several sources in fixed shares: ``counts[k]`` samples of every batch
+    come from ``sources[k]`` (e.g. half LSPET crops, half synthetic crowds)."""
+
+    sources: tuple[Callable[[np.random.Generator], PoseSample], ...]
+    counts: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.sources) != len(self.counts) or not self.sources:
+            raise ValueError("MixedSource needs one count per source")
+        if min(self.counts) < 0 or sum(self.counts) == 0:
+            raise ValueError(f"MixedSource counts must be >= 0 and not all 0, got {self.counts}")
+
+    @property
+    def batch_size(self) -> int:
+        return sum(self.counts)
+
+    def draw_batch(self, rng: np.random.Generator) -> list[PoseSample]:
+        """One batch: each source's share, in source order."""
+        return [s(rng) for s, n in zip(self.sources, self.counts, strict=True) for _ in range(n)]
+
+    def __call__(self, rng: np.random.Generator) -> PoseSample:
+        """A single sample from a source chosen in proportion to its share."""
+        k = int(rng.choice(len(self.sources), p=np.array(self.counts) / self.batch_size))
+        return self.sources[k](rng)
+
+
+def mix_counts(batch_size: int, share: float) -> tuple[int, int]:
+    """(dataset, synthetic) samples per batch for a synthetic ``share`` in [0, 1]."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"the synthetic share must be in [0, 1], got {share}")
+    synthetic = round(share * batch_size)
+    return batch_size - synthetic, synthetic
 
 
 def crop_image(

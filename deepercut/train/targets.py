@@ -56,6 +56,7 @@ def make_targets(
     pairwise_mean: Tensor,
     pairwise_std: Tensor,
     min_radius: float = 6.0,
+    loss_masks: list[Tensor | None] | None = None,
 ) -> Targets:
     """Targets for a batch.
 
@@ -68,6 +69,8 @@ def make_targets(
         stride: output stride.
         locref_std, pairwise_mean, pairwise_std: normalisation (see ``DetectorConfig``).
         min_radius: smallest positive radius in pixels.
+        loss_masks: per image None or bool [h, w]: the cells where the scoremap loss applies
+            (elsewhere its weight is 0, except at positives, which always count).
     """
     h, w = map_hw
     p = pairwise_mean.shape[0]
@@ -82,11 +85,13 @@ def make_targets(
         "pairwise": [],
         "pairwise_weight": [],
     }
-    for kp, vis, ann, hgt in zip(keypoints, visible, annotated, heights, strict=True):
+    masks = loss_masks if loss_masks is not None else [None] * len(keypoints)
+    for kp, vis, ann, hgt, mask in zip(keypoints, visible, annotated, heights, masks, strict=True):
         m = kp.shape[0]
+        region = torch.ones(h, w, device=device) if mask is None else mask.to(device).float()
         if m == 0:
             out["scmap"].append(torch.zeros(p, h, w, device=device))
-            out["scmap_weight"].append(torch.ones(p, h, w, device=device))
+            out["scmap_weight"].append(region.expand(p, h, w).clone())
             out["locref"].append(torch.zeros(p, 2, h, w, device=device))
             out["locref_weight"].append(torch.zeros(p, h, w, device=device))
             out["pairwise"].append(torch.zeros(p, p - 1, 2, h, w, device=device))
@@ -110,7 +115,8 @@ def make_targets(
             delta, 0, owner[None, :, :, :, None].expand(1, p, h, w, 2)
         ).squeeze(0)  # [P, h, w, 2]
         out["scmap"].append(positive.float())
-        out["scmap_weight"].append((~(ignore & ~positive)).float())
+        weight = (~(ignore & ~positive)).float() * torch.maximum(region, positive.float())
+        out["scmap_weight"].append(weight)
         out["locref"].append(own_delta.permute(0, 3, 1, 2) / locref_std)
         out["locref_weight"].append(positive.float())
         # Pairwise: vector from joint p to joint q of the owning person.
