@@ -411,6 +411,7 @@ def _eval_lsp(args: argparse.Namespace, model: Any, predictor: Any, dataset: Any
     """LSP's single-person protocol (:mod:`deepercut.evaluate.lsp`); solvers on request."""
     from deepercut.data.dataset import read_name_list
     from deepercut.evaluate.lsp import lsp_pck, predict_single_person
+    from deepercut.evaluate.pcp import torso_pcp
     from deepercut.evaluate.report import detect, solve_candidates, to_model_parts
 
     dataset, missing = dataset.with_existing_images()
@@ -477,32 +478,12 @@ def _eval_lsp(args: argparse.Namespace, model: Any, predictor: Any, dataset: Any
             print(f"\n[{method}] poses, each gt person scored against its best-matching pose")
             print(result.table(parts))
             solvers[method] = {**result.to_dict(parts), **solved.timing()}
-            limbs = _lsp_pcp(solved.keypoints, gts, parts)
+            limbs = torso_pcp(solved.keypoints, gts, parts)
             if limbs is not None:
                 print(limbs.table())
                 solvers[method].update(mPCP=round(limbs.mean, 4), AOP=round(limbs.aop, 4))
         report["solvers"] = solvers
     return report
-
-
-def _lsp_pcp(preds: list[Any], gts: list[Any], parts: tuple[str, ...]) -> Any:
-    """PCP of all limbs (people matched at 0.2 of the torso), None for other skeletons."""
-    from deepercut.evaluate.pck import torso_size
-    from deepercut.evaluate.pcp import pcp
-
-    torsos = [torso_size(g, parts) for g in gts]
-    ok = [np.isfinite(t) & (t > 0) for t in torsos]
-    try:
-        return pcp(
-            preds,
-            [g[k] for g, k in zip(gts, ok, strict=True)],
-            [t[k] for t, k in zip(torsos, ok, strict=True)],
-            parts,
-            limb_types=("head", "torso", "upper_arm", "lower_arm", "upper_leg", "lower_leg"),
-            match_threshold=0.2,
-        )
-    except ValueError:  # a skeleton without these limbs
-        return None
 
 
 def _eval_dlc(

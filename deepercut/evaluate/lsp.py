@@ -22,7 +22,13 @@ import numpy as np
 import torch
 
 from deepercut.evaluate.dlc import predict_best_per_part
-from deepercut.evaluate.pck import PCKResult, assigned_distances, pck_from_distances, torso_size
+from deepercut.evaluate.pck import (
+    PCKResult,
+    assigned_distances,
+    auc_table,
+    pck_from_distances,
+    torso_size,
+)
 from deepercut.evaluate.pckh import normalised_auc
 from deepercut.model.io import Model
 from deepercut.model.predict import Predictor
@@ -44,15 +50,7 @@ class PCKCurve:
 
     def table(self, part_names: tuple[str, ...]) -> str:
         """Per-part PCK and AUC."""
-        t = self.pck.threshold
-        rows = [f"{'part':<16}{f'PCK@{t:g}':>10}{'AUC':>8}{'joints':>9}"]
-        for name, value, area, count in zip(
-            part_names, self.pck.per_part, self.auc_per_part, self.pck.counts, strict=True
-        ):
-            rows.append(f"{name:<16}{value:>10.3f}{area:>8.3f}{int(count):>9d}")
-        total = int(self.pck.counts.sum())
-        rows.append(f"{'mean':<16}{self.pck.mean:>10.3f}{self.auc:>8.3f}{total:>9d}")
-        return "\n".join(rows)
+        return auc_table("PCK", self.pck, self.auc_per_part, self.auc, part_names)
 
     def to_dict(self, part_names: tuple[str, ...]) -> dict[str, object]:
         """JSON-ready summary."""

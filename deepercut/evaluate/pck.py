@@ -34,6 +34,26 @@ class PCKResult:
         return "\n".join(rows)
 
 
+def auc_table(
+    metric: str,
+    result: PCKResult,
+    auc_per_part: np.ndarray,
+    auc: float,
+    part_names: tuple[str, ...],
+) -> str:
+    """Per-part ``metric`` (e.g. ``PCKh``) at ``result``'s threshold, AUC and joints, and
+    their means: the table of a PCK curve."""
+    t = result.threshold
+    rows = [f"{'part':<16}{f'{metric}@{t:g}':>10}{'AUC':>8}{'joints':>9}"]
+    for name, value, area, count in zip(
+        part_names, result.per_part, auc_per_part, result.counts, strict=True
+    ):
+        rows.append(f"{name:<16}{value:>10.3f}{area:>8.3f}{int(count):>9d}")
+    total = int(result.counts.sum())
+    rows.append(f"{'mean':<16}{result.mean:>10.3f}{auc:>8.3f}{total:>9d}")
+    return "\n".join(rows)
+
+
 def best_candidate_hits(
     candidates: Candidates,
     keypoints: np.ndarray,

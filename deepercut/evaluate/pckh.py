@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepercut.evaluate.pck import PCKResult, assigned_distances, pck_from_distances
+from deepercut.evaluate.pck import PCKResult, assigned_distances, auc_table, pck_from_distances
 
 #: MPII's head size is this factor times the head box diagonal.
 MPII_HEAD_FACTOR = 0.6
@@ -49,15 +49,7 @@ class PCKhResult:
 
     def table(self, part_names: tuple[str, ...]) -> str:
         """Per-part PCKh and AUC."""
-        t = self.pckh.threshold
-        rows = [f"{'part':<16}{f'PCKh@{t:g}':>10}{'AUC':>8}{'joints':>9}"]
-        for name, value, area, count in zip(
-            part_names, self.pckh.per_part, self.auc_per_part, self.pckh.counts, strict=True
-        ):
-            rows.append(f"{name:<16}{value:>10.3f}{area:>8.3f}{int(count):>9d}")
-        total = int(self.pckh.counts.sum())
-        rows.append(f"{'mean':<16}{self.pckh.mean:>10.3f}{self.auc:>8.3f}{total:>9d}")
-        return "\n".join(rows)
+        return auc_table("PCKh", self.pckh, self.auc_per_part, self.auc, part_names)
 
 
 def normalised_auc(thresholds: np.ndarray, values: np.ndarray) -> np.ndarray:

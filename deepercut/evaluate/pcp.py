@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepercut.evaluate.pck import assign_people, joint_distances
+from deepercut.evaluate.pck import assign_people, joint_distances, torso_size
 
 #: (limb type, endpoint a, endpoint b); an endpoint is a part name or a "+"-joined pair whose
 #: midpoint is used.
@@ -133,3 +133,27 @@ def pcp(
     mean = float(per_limb[counts > 0].mean()) if counts.any() else 0.0
     aop = float(agree / total) if total else 0.0
     return PCPResult(types, per_limb, counts, mean, aop, threshold)
+
+
+#: Every limb type, as the LSP/person-centric protocol scores them.
+ALL_LIMBS = ("head", "torso", "upper_arm", "lower_arm", "upper_leg", "lower_leg")
+
+
+def torso_pcp(
+    preds: list[np.ndarray], gts: list[np.ndarray], parts: tuple[str, ...]
+) -> PCPResult | None:
+    """PCP of all limbs with people matched at 0.2 of the torso size (gt people without a
+    torso are left out); ``None`` for a skeleton without these limbs."""
+    torsos = [torso_size(g, parts) for g in gts]
+    ok = [np.isfinite(t) & (t > 0) for t in torsos]
+    try:
+        return pcp(
+            preds,
+            [g[k] for g, k in zip(gts, ok, strict=True)],
+            [t[k] for t, k in zip(torsos, ok, strict=True)],
+            parts,
+            limb_types=ALL_LIMBS,
+            match_threshold=0.2,
+        )
+    except ValueError:  # a skeleton without these limbs
+        return None

@@ -22,7 +22,7 @@ from deepercut.evaluate.coco import CocoResult, coco_keypoint_eval, to_coco_resu
 from deepercut.evaluate.mpii_ap import APResult, multi_person_ap
 from deepercut.evaluate.pck import PCKResult, accumulate_pck, person_pck, torso_size
 from deepercut.evaluate.pckh import PCKhResult, pckh
-from deepercut.evaluate.pcp import PCPResult, pcp
+from deepercut.evaluate.pcp import PCPResult, pcp, torso_pcp
 from deepercut.evaluate.synthetic import candidate_hits, synthetic_detections, synthetic_truth
 from deepercut.model.io import Model
 from deepercut.model.predict import Predictor
@@ -352,18 +352,7 @@ def _score_dataset(
         )
     torsos = [torso_size(g, parts) for g in gts]
     pck_result = person_pck(solved.keypoints, gts, torsos, threshold=0.2)
-    ok = [np.isfinite(t) & (t > 0) for t in torsos]
-    try:
-        pcp_result: PCPResult | None = pcp(
-            solved.keypoints,
-            [g[k] for g, k in zip(gts, ok, strict=True)],
-            [t[k] for t, k in zip(torsos, ok, strict=True)],
-            parts,
-            limb_types=("head", "torso", "upper_arm", "lower_arm", "upper_leg", "lower_leg"),
-            match_threshold=0.2,
-        )
-    except ValueError:  # a skeleton without these limbs
-        pcp_result = None
+    pcp_result = torso_pcp(solved.keypoints, gts, parts)
     return DatasetEvaluation(
         dataset.name, parts, solved, None, pck_result, pcp_result, detect_seconds
     )
