@@ -9,10 +9,11 @@ import logging
 import numpy as np
 import pytest
 import torch
+from test_tensorrt import tiny_net as tensorrt_tiny_net
 
 from deepercut.engine.backend import NetworkDetector
 from deepercut.model.io import Model
-from deepercut.model.net import DeeperCut, DetectorConfig
+from deepercut.model.net import DeeperCut
 from deepercut.private_cache import MAC_SUFFIX, UntrustedCache
 from deepercut.skeleton import MPII14
 from deepercut.tensorrt import cache as cache_mod
@@ -41,16 +42,10 @@ def read_verified(path):
 
 
 def tiny_net(seed: int = 0) -> DeeperCut:
-    """A width-8 ResNet-18 DeeperCut with non-trivial BatchNorm statistics and every head's
-    outputs non-zero (so a dropped or zeroed map shows)."""
-    torch.manual_seed(seed)
-    config = DetectorConfig(arch="resnet18", num_parts=MPII14.num_parts, width=8, head_channels=16)
-    net = DeeperCut(config).eval()
+    """test_tensorrt's tiny network for the 14 parts, every head's outputs non-zero (so a
+    dropped or zeroed map shows)."""
+    net = tensorrt_tiny_net(seed=seed, num_parts=MPII14.num_parts)
     with torch.no_grad():
-        for module in net.modules():
-            if "Norm" in type(module).__name__:
-                for name in ("weight", "bias", "running_mean", "running_var"):
-                    getattr(module, name).uniform_(0.5, 1.5)
         net.scmap_head.bias.fill_(-0.5)
     return net
 
