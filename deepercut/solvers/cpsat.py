@@ -21,6 +21,32 @@ def variables_text(lower: np.ndarray) -> str:
     return "".join(parts.tolist())
 
 
+def boolean_model(num_vars: int, lower: np.ndarray) -> cmh.CpModelProto:
+    """A model of ``num_vars`` Boolean variables; ``lower`` 1 fixes one to true.
+
+    Built by doubling a one-variable model with ``merge_from`` (C++ copies, ~5x cheaper than
+    parsing the text of thousands of variables); the fixed ones then get domain ``[1, 1]``.
+    """
+    out = cmh.CpModelProto()
+    block = cmh.CpModelProto()
+    block.parse_text_format("variables{domain:[0,1]}")
+    n = num_vars
+    while n:
+        if n & 1:
+            out.merge_from(block)
+        n >>= 1
+        if n:
+            doubled = cmh.CpModelProto()
+            doubled.copy_from(block)
+            doubled.merge_from(block)
+            block = doubled
+    for v in np.flatnonzero(np.asarray(lower) > 0).tolist():
+        domain = out.variables[v].domain
+        domain.clear()
+        domain.extend([1, 1])
+    return out
+
+
 def _is_clause(coeffs: Sequence[int], lo: int, hi: int) -> bool:
     """``Σ_{+} y − Σ_{−} y ≤ #(+) − 1`` over booleans, i.e. the clause ``∨ ¬y₊ ∨ y₋``."""
     pos = sum(1 for c in coeffs if c == 1)
@@ -146,7 +172,7 @@ def solve_proto(
         name = "unknown"
     else:
         raise RuntimeError(f"CP-SAT returned {status} for an SPLP model")
-    solution = np.fromiter(response.solution, np.int64, len(response.solution))
+    solution = np.array(list(response.solution), np.int64)  # 2x faster than np.fromiter
     return Response(
         status=name,
         solution=solution,

@@ -12,7 +12,9 @@
   ``y_q = Σ z``, ``Σ_b z_{q,a,b} ≤ x_a`` and ``Σ_a z_{q,a,b} ≤ x_b``, paying ``Σ cost·z``;
   ``+inf`` entries get no ``z`` — joined, the ends can't take those labels.
 - Coupling ``y_q ≤ Σ_{s ∈ u} x_s`` (and for v) only where ``w < 0``: a non-negative ``y`` set on
-  a suppressed node only costs more, and clusters are read off kept nodes only.
+  a suppressed node only costs more, and clusters are read off kept nodes only. Nodes with a
+  state of negative unary are kept in every optimal solution (a singleton in that state beats
+  suppression): their ``x`` are fixed (or exactly one) and need no coupling.
 - Transitivity as cycle inequalities: for a pair ``(u, v)`` and a path ``P`` of pairs from u to
   v, ``Σ_{e ∈ P} y_e − y_uv ≤ |P| − 1``; for a *forbidden* pair the ``y_uv`` term is absent.
   Up front only the triangles closing two attractive pairs over a non-attractive or
@@ -41,7 +43,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from ortools.sat.python import cp_model_helper as cmh
 
 from deepercut.solvers import cpsat
 from deepercut.solvers.heuristic import heuristic_assignment
@@ -119,24 +120,33 @@ class SplpModel:
 
         start = inst.state_start
         per_node = np.diff(start)
-        parts = [cpsat.variables_text(self._fixed_vars())]
-        # At most one label per node (exactly one for super-nodes with several states).
+        # A node with a state of negative unary is kept in every optimal solution (were it
+        # suppressed, adding it as a singleton in that state would lower the objective), as
+        # super-nodes are: x is fixed (one label) or exactly one (several), and its y need no
+        # coupling to x.
+        self.kept = inst.fixed | (np.minimum.reduceat(inst.state_cost, start[:-1]) < 0)
+        self.proto = cpsat.boolean_model(self.num_vars, self._fixed_vars())
+        parts = []
+        # At most one label per node (exactly one for nodes always kept).
         for d in np.flatnonzero(per_node > 1).tolist():
-            lo = 1 if inst.fixed[d] else 0
+            lo = 1 if self.kept[d] else 0
             parts.append(cpsat.linear(range(start[d], start[d + 1]), [1] * per_node[d], lo, 1))
-        # y ≤ kept, on attractive uniform pairs: one "x_d false ⇒ all its y false" per
-        # single-label node (fewer, shorter constraints than one clause per pair), a linear
-        # y ≤ Σ_s x_s per pair end that admits several labels.
+        # y ≤ kept, on attractive uniform pairs of nodes not always kept: one "x_d false ⇒ all
+        # its y false" per single-label node (fewer, shorter constraints than one clause per
+        # pair), a linear y ≤ Σ_s x_s per pair end that admits several labels.
         coupled = np.flatnonzero(uniform & self.attractive)
         ends = np.concatenate([inst.pair_u[coupled], inst.pair_v[coupled]])
         ys = np.concatenate([self.y_var[coupled], self.y_var[coupled]])
+        loose = ~self.kept[ends]
+        ends, ys = ends[loose], ys[loose]
         single = per_node[ends] == 1
         order = np.argsort(ends[single], kind="stable")
         node_of, y_of = ends[single][order], ys[single][order]
         for group in np.split(np.arange(len(node_of)), np.flatnonzero(np.diff(node_of)) + 1):
             if len(group):
                 parts.append(cpsat.implies_all_false(start[node_of[group[0]]], y_of[group]))
-        for q, d in zip(np.tile(coupled, 2)[~single].tolist(), ends[~single].tolist(), strict=True):
+        coupled_ends = np.tile(coupled, 2)[loose]
+        for q, d in zip(coupled_ends[~single].tolist(), ends[~single].tolist(), strict=True):
             states = range(start[d], start[d + 1])
             parts.append(cpsat.linear([self.y_var[q], *states], [1] + [-1] * per_node[d], -1, 0))
         # General pairs: y = Σ z, and z consistent with the labels of both ends.
@@ -155,15 +165,14 @@ class SplpModel:
         parts.append(cpsat.objective_text(np.arange(self.num_vars), self.coef))
         if hint is not None:
             parts.append(cpsat.hint_text(self.values(*hint)))
-        self.proto = cmh.CpModelProto()
-        if not self.proto.parse_text_format("".join(parts)):
+        if not self.proto.merge_text_format("".join(parts)):
             raise RuntimeError("internal error: CP-SAT rejected the generated model")
         self.num_cuts = 0
 
     def _fixed_vars(self) -> np.ndarray:
-        """Lower bound of every variable: 1 for the state of a single-label fixed node."""
+        """Lower bound of every variable: 1 for the state of a single-label node always kept."""
         lower = np.zeros(self.num_vars, np.int64)
-        single_fixed = self.inst.fixed & (np.diff(self.inst.state_start) == 1)
+        single_fixed = self.kept & (np.diff(self.inst.state_start) == 1)
         lower[self.inst.state_start[:-1][single_fixed]] = 1
         return lower
 
