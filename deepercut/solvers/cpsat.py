@@ -1,9 +1,9 @@
 """Bulk CP-SAT model text and a thin solve wrapper.
 
 Building a model constraint by constraint through the ``cp_model`` API costs ~10 µs per
-constraint in Python; writing the model as protobuf *text* from numpy arrays (one ``%``-format
-per block of same-shaped constraints) and parsing it in C++ is several times faster, and lazy
-rounds append constraints with ``merge_text_format``.
+constraint in Python; writing the model as protobuf *text* from numpy arrays (a compiled
+kernel prints each block of same-shaped constraints) and parsing it in C++ is several times
+faster, and lazy rounds append constraints with ``merge_text_format``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,53 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numba import int64, njit, uint8
 from ortools.sat.python import cp_model_helper as cmh
+
+
+@njit(uint8[::1](int64[:, ::1], uint8[::1], uint8[::1]), cache=True)
+def _print_rows(rows: np.ndarray, prefix: np.ndarray, suffix: np.ndarray) -> np.ndarray:
+    """ASCII text ``prefix r0,r1,... suffix`` per row of integers (decimal, no spaces)."""
+    count, arity = rows.shape
+    out = np.empty(count * (len(prefix) + len(suffix) + arity * 21), np.uint8)
+    digits = np.empty(20, np.uint8)
+    k = 0
+    for i in range(count):
+        out[k : k + len(prefix)] = prefix
+        k += len(prefix)
+        for j in range(arity):
+            if j:
+                out[k] = 44  # ','
+                k += 1
+            value = rows[i, j]
+            if value < 0:
+                out[k] = 45  # '-'
+                k += 1
+                value = -value
+            n = 0
+            while True:
+                digits[n] = 48 + value % 10
+                n += 1
+                value //= 10
+                if value == 0:
+                    break
+            for m in range(n):
+                out[k + m] = digits[n - 1 - m]
+            k += n
+        out[k : k + len(suffix)] = suffix
+        k += len(suffix)
+    return out[:k]
+
+
+def print_rows(rows: np.ndarray, prefix: str, suffix: str) -> str:
+    """``prefix`` + comma-separated integers + ``suffix`` per row of ``rows`` (2-D)."""
+    rows = np.ascontiguousarray(rows, np.int64)
+    if rows.size == 0:
+        return ""
+    text = _print_rows(
+        rows, np.array(bytearray(prefix.encode())), np.array(bytearray(suffix.encode()))
+    )
+    return text.tobytes().decode()
 
 
 def variables_text(lower: np.ndarray) -> str:
@@ -63,19 +109,11 @@ def linear_block(rows: np.ndarray, coeffs: Sequence[int], lo: int, hi: int) -> s
     rows = np.asarray(rows, np.int64)
     if rows.size == 0:
         return ""
-    count, arity = rows.shape
     if _is_clause(coeffs, lo, hi):
         literals = np.where(np.asarray(coeffs) > 0, -rows - 1, rows)
-        template = "constraints{bool_or{literals:[" + ",".join(["%d"] * arity) + "]}}"
-        return (template * count) % tuple(literals.ravel().tolist())
-    template = (
-        "constraints{linear{vars:["
-        + ",".join(["%d"] * arity)
-        + "] coeffs:["
-        + ",".join(str(int(c)) for c in coeffs)
-        + f"] domain:[{lo},{hi}]}}}}"
-    )
-    return (template * count) % tuple(rows.ravel().tolist())
+        return print_rows(literals, "constraints{bool_or{literals:[", "]}}")
+    suffix = f"] coeffs:[{','.join(str(int(c)) for c in coeffs)}] domain:[{lo},{hi}]}}}}"
+    return print_rows(rows, "constraints{linear{vars:[", suffix)
 
 
 def linear(variables: Sequence[int], coeffs: Sequence[int], lo: int, hi: int) -> str:
@@ -102,16 +140,16 @@ def objective_text(variables: np.ndarray, coeffs: np.ndarray) -> str:
     """Minimise ``Σ coeffs·variables`` (integer coefficients; zeros are left out)."""
     nz = coeffs != 0
     return (
-        f"objective{{vars:[{','.join(map(str, variables[nz].tolist()))}] "
-        f"coeffs:[{','.join(map(str, coeffs[nz].tolist()))}]}}"
+        f"objective{{vars:[{print_rows(variables[None, nz], '', '')}] "
+        f"coeffs:[{print_rows(coeffs[None, nz], '', '')}]}}"
     )
 
 
 def hint_text(values: np.ndarray) -> str:
     """A complete solution hint (value of every variable)."""
     return (
-        f"solution_hint{{vars:[{','.join(map(str, range(len(values))))}] "
-        f"values:[{','.join(map(str, np.asarray(values, np.int64).tolist()))}]}}"
+        f"solution_hint{{vars:[{print_rows(np.arange(len(values))[None], '', '')}] "
+        f"values:[{print_rows(np.asarray(values)[None], '', '')}]}}"
     )
 
 
