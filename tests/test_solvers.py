@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deepercut.skeleton import Skeleton
-from deepercut.solvers import METHODS, Problem, Solution, solve, tiny
+from deepercut.solvers import METHODS, Problem, Solution, cpsat, solve, tiny
 from deepercut.solvers import exact as exact_solver
 from deepercut.solvers.brute import brute_force
 
@@ -345,3 +345,27 @@ def test_exact_cuts_long_frustrated_cycles(k, labels, closing, lazy_pool, monkey
     assert sol.status == "optimal"
     assert sol.objective == pytest.approx(optimum, abs=TOL)
     assert sol.num_people == 2 or (sol.num_people == 1 and (sol.label >= 0).sum() == k - 1)
+
+
+def test_model_text_prints_integers_as_python_does():
+    rng = np.random.default_rng(0)
+    rows = rng.integers(-(10**12), 10**12, (50, 3))
+    rows[0] = [0, -1, 9]
+    expected = "".join(f"<{','.join(map(str, row))}>" for row in rows.tolist())
+    assert cpsat.print_rows(rows, "<", ">") == expected
+    assert cpsat.print_rows(np.zeros((0, 3), np.int64), "<", ">") == ""
+
+
+def test_a_node_with_a_negative_label_is_kept_but_may_take_its_positive_one():
+    # Node 0 is always kept (label 0 costs -0.1), yet its optimum is label 1 (+0.5), joined
+    # with node 1 (-3); label 0 can't join node 1. Node 2 (+1.0, alone) stays suppressed.
+    unary = np.array([[-0.1, 0.5], [np.inf, 0.2], [1.0, np.inf]])
+    edges = np.array([[0, 1], [0, 2], [1, 2]])
+    pair_cost = np.array(
+        [[[np.inf, np.inf], [np.inf, -3.0]], [[0.5, 0.5], [0.5, 0.5]], [[1.0, 1.0], [1.0, 1.0]]]
+    )
+    problem = Problem(unary=unary, edges=edges, pair_cost=pair_cost)
+    _, _, optimum = brute_force(problem)
+    sol = solve(problem, "exact")
+    assert sol.status == "optimal" and sol.objective == pytest.approx(optimum, abs=TOL)
+    assert sol.label.tolist() == [1, 1, -1] and sol.objective == pytest.approx(0.5 + 0.2 - 3.0)
