@@ -7,8 +7,9 @@ Pose stream format, version 2: a header msgpack map::
      "deepercut": "0.1.0"}
 
 (``created`` and ``deepercut``, the package version, are added by :func:`make_header`; any
-other extra keys are kept as they are), then checksummed records (:mod:`~deepercut.streams.framing`:
-each a msgpack ``ext 32`` object holding a CRC-checked msgpack map), one per frame::
+other extra keys are kept as they are), then checksummed records
+(:mod:`~deepercut.streams.framing`: each a msgpack ``ext 32`` object holding a CRC-checked
+msgpack map, :mod:`~deepercut.streams.records`), one per frame::
 
     {"i": 17, "t": 0.68, "kp": [[[x, y, s], ...], ...], "id": [3, -1],
      "solver": {"status": "optimal", "gap": 0.0, "ms": 4.2}}

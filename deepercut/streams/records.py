@@ -9,11 +9,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from deepercut.streams.framing import (
-    FOOTER,
-    FRAME,
-    frame,
-)
+from deepercut.streams.framing import FOOTER, FRAME, frame
 from deepercut.types import Poses
 
 __all__ = ["Encoder", "record_poses"]
