@@ -18,6 +18,13 @@ def _take_all(background: Background) -> list[object]:
     return items
 
 
+def _recorded(count: int, produced: list[int]) -> Iterator[int]:
+    """0..count-1, each noted in ``produced`` as the producer takes it."""
+    for i in range(count):
+        produced.append(i)
+        yield i
+
+
 def test_items_arrive_in_order_then_end() -> None:
     background = Background.iterate(range(50), name="test", max_items=2)
     assert _take_all(background) == list(range(50))
@@ -39,14 +46,8 @@ def test_producer_error_reaches_the_consumer_after_its_items() -> None:
 
 
 def test_queue_bounds_the_producer() -> None:
-    produced = []
-
-    def items() -> Iterator[int]:
-        for i in range(10):
-            produced.append(i)
-            yield i
-
-    background = Background.iterate(items(), name="test", max_items=3)
+    produced: list[int] = []
+    background = Background.iterate(_recorded(10, produced), name="test", max_items=3)
     # The producer fills the queue (3) and holds one more item waiting for room.
     while len(background.queue) < 3:
         threading.Event().wait(0.01)
@@ -70,14 +71,8 @@ def test_stop_unblocks_a_producer_waiting_for_room() -> None:
 
 
 def test_handoff_waits_for_the_consumer_to_take_each_item() -> None:
-    produced = []
-
-    def items() -> Iterator[int]:
-        for i in range(5):
-            produced.append(i)
-            yield i
-
-    background = Background.iterate(items(), name="test", max_items=5, handoff=True)
+    produced: list[int] = []
+    background = Background.iterate(_recorded(5, produced), name="test", max_items=5, handoff=True)
     while len(background.queue) < 1:
         threading.Event().wait(0.01)
     threading.Event().wait(0.2)
