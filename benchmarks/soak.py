@@ -41,7 +41,7 @@ from engine import machine  # benchmarks/engine.py: what it ran on
 
 from deepercut.cli.args import parse_hw
 from deepercut.engine.pipeline import Engine
-from deepercut.engine.sources import Reconnect, Source, open_source
+from deepercut.sources import Reconnect, Source, open_source
 
 ROOT = Path(__file__).resolve().parent.parent
 VIDEO = ROOT / "examples" / "data" / "sample.mp4"
@@ -122,7 +122,7 @@ class Sampler:
                 "lost_outage": src.lost_outage,
                 "reconnects": src.reconnects,
                 "in_flight": src.delivered - self.probe.handed_back,
-                "source_queue": self.source._decoder.queue.qsize(),
+                "source_queue": len(self.source._background.queue),
                 "pool_window": pool.window,
                 "pool_pending": pool.pending,
                 "load_1min": round(os.getloadavg()[0], 2),  # other work on the machine

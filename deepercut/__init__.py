@@ -12,10 +12,10 @@ __version__ = "0.1.0"
 
 # Heavy entry points (torch, PyAV, Ray) load on first use, so `import deepercut` stays light.
 _LAZY = {
-    "CorruptStreamError": "deepercut.engine.sinks",
+    "CorruptStreamError": "deepercut.streams",
     "Engine": "deepercut.engine.pipeline",
     "load_model": "deepercut.model.io",
-    "read_poses": "deepercut.engine.sinks",
+    "read_poses": "deepercut.streams",
     "solve": "deepercut.solvers",
 }
 

@@ -20,8 +20,8 @@ import time
 from collections.abc import Sequence
 
 from deepercut.engine.pipeline import Engine
-from deepercut.engine.sinks import TcpSink, make_header
-from deepercut.engine.sources import open_source
+from deepercut.sources import open_source
+from deepercut.streams import TcpSink, make_header
 from deepercut.types import Poses
 
 

@@ -41,8 +41,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deepercut.engine.pipeline import Engine
-from deepercut.engine.sinks import PoseWriter, make_header
-from deepercut.engine.sources import open_source
+from deepercut.sources import open_source
+from deepercut.streams import PoseWriter, make_header
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts")
 

@@ -5,7 +5,7 @@
 The same as ``deepercut run VIDEO -o ... --render ...``, written with the Python API:
 :class:`deepercut.engine.pipeline.Engine` yields one result per frame, in frame order; the
 pose stream and the renderer consume them. Read the stream back with
-``deepercut.engine.sinks.read_poses`` (or convert it: ``deepercut convert poses.msgpack -o
+``deepercut.read_poses`` (or convert it: ``deepercut convert poses.msgpack -o
 poses.csv``).
 """
 
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 from deepercut.engine.pipeline import Engine
 from deepercut.engine.render import VideoRenderer, draw_poses
-from deepercut.engine.sinks import PoseWriter, make_header
-from deepercut.engine.sources import open_source
+from deepercut.sources import open_source
+from deepercut.streams import PoseWriter, make_header
 
 
 def main(argv: Sequence[str] | None = None) -> int:

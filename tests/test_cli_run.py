@@ -21,8 +21,8 @@ from engine_support import (
 )
 
 from deepercut.cli import main
-from deepercut.engine.sinks import read_poses
 from deepercut.skeleton import MPII14
+from deepercut.streams import read_poses
 
 ray = pytest.importorskip("ray")
 

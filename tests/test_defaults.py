@@ -19,7 +19,7 @@ import pytest
 from engine_support import make_video, save_tiny_model
 from PIL import Image
 
-from deepercut.engine.sinks import read_poses
+from deepercut.streams import read_poses
 
 #: Ray and the extras (eval, onnx, h5, bench, gpu): none may be needed by ``run``'s default path.
 OPTIONAL = (

@@ -21,7 +21,7 @@ import msgpack
 import pytest
 from engine_support import VIDEO_FRAMES, make_video, save_tiny_model, slow_network_detector
 
-from deepercut.engine.sinks import read_poses
+from deepercut.streams import read_poses
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -45,11 +45,11 @@ from test_sources import encode, level_index
 from deepercut.data.synthetic import generate_video
 from deepercut.data.synthetic_candidates import candidates_from_truth
 from deepercut.engine.pipeline import Engine
-from deepercut.engine.sinks import PoseWriter, make_header, read_poses
-from deepercut.engine.sources import Reconnect, SourceError, open_source
 from deepercut.model.io import CheckpointError, load_model
 from deepercut.skeleton import MPII14
 from deepercut.solvers.frame_solver import FrameSolver
+from deepercut.sources import Reconnect, SourceError, open_source
+from deepercut.streams import PoseWriter, make_header, read_poses
 from deepercut.types import Candidates
 
 try:

@@ -19,9 +19,9 @@ from engine_support import (
 
 from deepercut.engine.backend import BatchedPredictor, select_backend
 from deepercut.engine.pipeline import Engine
-from deepercut.engine.sinks import PoseWriter, make_header, read_poses
-from deepercut.engine.sources import open_source
 from deepercut.model.predict import Predictor
+from deepercut.sources import open_source
+from deepercut.streams import PoseWriter, make_header, read_poses
 from deepercut.types import Frame
 
 ray = pytest.importorskip("ray")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from deepercut.engine.sinks import read_poses
+from deepercut.streams import read_poses
 
 pytest.importorskip("ray")
 

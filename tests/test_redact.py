@@ -18,8 +18,8 @@ from engine_support import save_tiny_model
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from deepercut.engine.sinks import read_poses
 from deepercut.io.redact import MASK, redact_text, redact_url
+from deepercut.streams import read_poses
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,8 +13,8 @@ from PIL import Image
 
 from deepercut.cli import main
 from deepercut.engine.render import draw_poses
-from deepercut.engine.sinks import read_poses
 from deepercut.skeleton import MPII14
+from deepercut.streams import read_poses
 
 #: (name, width, height): mixed sizes and orientations, odd sizes, two formats.
 IMAGES = [

@@ -16,7 +16,7 @@ from engine_support import (
 from deepercut.cli import main
 from deepercut.engine.pipeline import Engine
 from deepercut.engine.sharded import keyframe_indices, plan_chunks
-from deepercut.engine.sinks import read_poses
+from deepercut.streams import read_poses
 
 ray = pytest.importorskip("ray")
 

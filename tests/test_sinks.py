@@ -20,20 +20,21 @@ import numpy as np
 import pytest
 
 from deepercut.cli import main
-from deepercut.engine import framing, sinks
-from deepercut.engine.framing import MAX_RECORD_BYTES
-from deepercut.engine.sinks import (
+from deepercut.skeleton import MPII14
+from deepercut.streams import (
     CallbackSink,
     CorruptStreamError,
     PoseSink,
     PoseWriter,
     TcpSink,
+    framing,
     make_header,
     read_poses,
+    reader,
     to_dlc_csv,
     to_jsonl,
 )
-from deepercut.skeleton import MPII14
+from deepercut.streams.framing import MAX_RECORD_BYTES
 from deepercut.types import Poses
 
 P = MPII14.num_parts
@@ -284,7 +285,7 @@ def test_follow_a_file_being_written(tmp_path: Path) -> None:
 
 
 class FakeClock:
-    """Stands in for the ``time`` module of :mod:`deepercut.engine.sinks`: ``sleep`` advances
+    """Stands in for the ``time`` module of :mod:`deepercut.streams.reader`: ``sleep`` advances
     ``monotonic`` at once, so a timeout is measured in polls, not in machine speed."""
 
     def __init__(self) -> None:
@@ -305,7 +306,7 @@ def test_follow_gives_up_after_timeout(tmp_path: Path, monkeypatch: pytest.Monke
     path = tmp_path / "stalled.msgpack"
     path.write_bytes(data[: ends[2] + 5])  # two records and a partial third
     clock = FakeClock()
-    monkeypatch.setattr(sinks, "time", clock)
+    monkeypatch.setattr(reader, "time", clock)
     stream = read_poses(path, follow=True, poll=0.02, timeout=0.2)
     back = list(stream)
     assert len(back) == 2 and not stream.complete
@@ -525,8 +526,8 @@ def test_tcp_sink_survives_a_client_that_leaves() -> None:
 
 def test_writers_create_missing_output_folders(tmp_path) -> None:
     from deepercut.engine.render import VideoRenderer
-    from deepercut.engine.sinks import PoseWriter, read_poses
     from deepercut.skeleton import MPII14
+    from deepercut.streams import PoseWriter, read_poses
 
     stream_path = tmp_path / "new" / "dir" / "poses.msgpack"
     with PoseWriter(
@@ -544,7 +545,7 @@ def test_tcp_sink_binds_loopback_unless_public(caplog: pytest.LogCaptureFixture)
     for address in ("tcp://0:0", "tcp://0.0.0.0:0", "tcp://[::]:0"):
         with pytest.raises(ValueError, match="--serve-public"):
             TcpSink(address, header())
-    with caplog.at_level("WARNING", logger="deepercut.engine.sinks"):
+    with caplog.at_level("WARNING", logger="deepercut.streams.tcp"):
         with TcpSink("tcp://0.0.0.0:0", header(), public=True) as sink:
             assert sink.address[0] == "0.0.0.0"
     assert "anyone who can reach this port" in caplog.text
@@ -576,7 +577,7 @@ _EMFILE_SERVER = """
 import json, os, resource, sys, time
 sys.path[:0] = sys.argv[1:3]  # this checkout, its tests
 from test_sinks import header, sample_poses
-from deepercut.engine.sinks import TcpSink
+from deepercut.streams import TcpSink
 
 poses = sample_poses(2)[1]  # before the limit: its lazy imports (numpy.random) open files
 sink = TcpSink("tcp://127.0.0.1:0", header())

@@ -14,9 +14,9 @@ from test_source_formats import CASES, make, pyav_count
 from test_sources import _damage, encode
 
 from deepercut.engine.pipeline import Engine
-from deepercut.engine.sources import open_source
 from deepercut.model.io import Model
 from deepercut.skeleton import MPII14
+from deepercut.sources import open_source
 from deepercut.types import Candidates, Frame
 
 AWKWARD = ("h264_bframes.avi", "vfr_phone.mp4", "portrait_phone.mp4", "h264_annexb.h264")

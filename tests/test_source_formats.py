@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 
-from deepercut.engine.sources import SourceStats, open_source
+from deepercut.sources import SourceStats, open_source
 
 FPS = 25
 

@@ -16,7 +16,7 @@ import av
 import numpy as np
 import pytest
 
-from deepercut.engine.sources import SourceError, open_source
+from deepercut.sources import SourceError, open_source
 
 N, FPS = 30, 25
 

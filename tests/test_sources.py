@@ -16,8 +16,10 @@ import pytest
 from PIL import Image, ImageOps
 
 from deepercut.data.synthetic import write_png
-from deepercut.engine import sources
-from deepercut.engine.sources import Reconnect, SourceError, open_source
+from deepercut.sources import Reconnect, SourceError, open_source
+from deepercut.sources.container import ContainerReader
+from deepercut.sources.network import stream_options
+from deepercut.sources.spec import Spec, resolve
 
 W, H, N, FPS = 160, 128, 30, 25.0
 _TEXTURE = np.random.default_rng(0).integers(0, 60, (H, W + 64), dtype=np.uint8)
@@ -293,7 +295,7 @@ def test_queue_is_bounded_in_bytes(tmp_path: Path, live: bool) -> None:
     path = _large(tmp_path / "big.mkv", 10)
     frame_bytes = 1920 * 1080 * 3
     with open_source(path, queue_size=32, queue_bytes=3 * frame_bytes, live=live) as src:
-        queue = src._decoder.queue
+        queue = src._background.queue
         deadline = time.monotonic() + 30  # a guard against hanging, not a speed bound
         # The consumer stalls: the decoder fills the queue (file mode: then waits; live: then
         # displaces the oldest frames until the last one is in).
@@ -316,7 +318,7 @@ def test_a_frame_larger_than_the_byte_bound_still_passes(tmp_path: Path) -> None
     with open_source(path, queue_bytes=1) as src:
         frames = list(src)
     assert [f.index for f in frames] == [0, 1, 2]
-    assert src._decoder.queue.peak_bytes == 640 * 480 * 3  # one frame at a time
+    assert src._background.queue.peak_bytes == 640 * 480 * 3  # one frame at a time
 
 
 def test_live_mode_drops_oldest_for_a_slow_consumer(videos: dict[str, Path]) -> None:
@@ -412,7 +414,7 @@ def test_read_error_mid_stream_triggers_reconnect(
             raise av.error.ConnectionRefusedError(111, "Connection refused")
         return _FailingContainer(real_open(url, **kwargs), fail_after=12)
 
-    monkeypatch.setattr(sources.av, "open", flaky_open)
+    monkeypatch.setattr(av, "open", flaky_open)
     policy = Reconnect(attempts=3, delay=0.02)
     with open_source(videos["mkv"], reconnect=policy, live=True, queue_size=64) as src:
         frames = []
@@ -430,44 +432,42 @@ def test_close_mid_iteration_stops_the_thread(videos: dict[str, Path]) -> None:
     next(src)
     time.sleep(0.05)  # the decoder is now blocked on the full queue
     src.close()
-    assert not src._thread.is_alive()
+    assert not src._background.is_alive()
     assert src.closed
     assert list(src) == []
     # A paced live source is stopped in its sleep: the next frame is due in 1000 s, so a
     # sleep that close() did not interrupt would outlast close()'s join.
     with open_source(videos["mkv"], realtime=0.001) as slow:
         next(slow)
-    assert not slow._thread.is_alive()
+    assert not slow._background.is_alive()
 
 
 def test_abandoned_source_stops_its_thread(videos: dict[str, Path]) -> None:
     src = open_source(videos["mkv"], queue_size=1)
-    thread = src._thread
+    background = src._background
     next(src)
     del src  # no close(): the finalizer stops the decoder
-    thread.join(2.0)
-    assert not thread.is_alive()
+    background.join(2.0)
+    assert not background.is_alive()
 
 
 def test_spec_resolution_and_stream_options(tmp_path: Path) -> None:
-    assert sources._resolve(tmp_path).kind == "folder"
-    assert sources._resolve("clip.mp4").kind == "file"
-    assert sources._resolve("rtsp://cam.local/stream") == sources._Spec(
-        "stream", "rtsp://cam.local/stream"
-    )
-    assert sources._resolve("dshow:video=Integrated Camera") == sources._Spec(
+    assert resolve(tmp_path).kind == "folder"
+    assert resolve("clip.mp4").kind == "file"
+    assert resolve("rtsp://cam.local/stream") == Spec("stream", "rtsp://cam.local/stream")
+    assert resolve("dshow:video=Integrated Camera") == Spec(
         "camera", "video=Integrated Camera", "dshow"
     )
     if sys.platform.startswith("linux"):
-        assert sources._resolve(0) == sources._Spec("camera", "/dev/video0", "v4l2")
-        assert sources._resolve("/dev/video2").format == "v4l2"
-    secret = sources._ContainerReader.__str__(
-        type("R", (), {"spec": sources._Spec("stream", "rtsp://admin:hunter2@cam/live")})()
+        assert resolve(0) == Spec("camera", "/dev/video0", "v4l2")
+        assert resolve("/dev/video2").format == "v4l2"
+    secret = ContainerReader.__str__(
+        type("R", (), {"spec": Spec("stream", "rtsp://admin:hunter2@cam/live")})()
     )
     assert secret == "rtsp://***@cam/live"
-    rtsp = sources._stream_options("rtsp://cam.local/stream", 2.5)
+    rtsp = stream_options("rtsp://cam.local/stream", 2.5)
     assert rtsp == {"rtsp_transport": "tcp", "timeout": "2500000", "rw_timeout": "2500000"}
-    assert sources._stream_options("http://x/y.m3u8", 1.0)["timeout"] == "1000000"
+    assert stream_options("http://x/y.m3u8", 1.0)["timeout"] == "1000000"
 
 
 def test_concurrent_sources_are_independent(videos: dict[str, Path]) -> None:

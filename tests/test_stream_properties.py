@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from deepercut.engine.sinks import CorruptStreamError, PoseWriter, make_header, read_poses
 from deepercut.skeleton import MPII14
+from deepercut.streams import CorruptStreamError, PoseWriter, make_header, read_poses
 from deepercut.types import Poses
 
 P = MPII14.num_parts

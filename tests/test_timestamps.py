@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from deepercut.engine.frame_queue import FrameQueue
-from deepercut.engine.timestamps import REORDER_WINDOW, PtsReorderer
+from deepercut.sources.frame_queue import FrameQueue
+from deepercut.sources.timestamps import REORDER_WINDOW, PtsReorderer
 
 
 @given(

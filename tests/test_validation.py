@@ -21,11 +21,11 @@ import torch
 from engine_support import fitted_pairwise, tiny_model
 
 from deepercut.engine.pipeline import Engine
-from deepercut.engine.sources import SourceError, open_source
 from deepercut.model.candidates import CandidateParams, extract_candidates
 from deepercut.model.io import CheckpointError, load_model, save_model
 from deepercut.skeleton import MPII14
 from deepercut.solvers.frame_solver import FrameSolver
+from deepercut.sources import SourceError, open_source
 from deepercut.types import Candidates, Frame
 
 P = MPII14.num_parts

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from deepercut.engine.sinks import read_poses, to_dlc_csv, to_jsonl
+from deepercut.streams import read_poses, to_dlc_csv, to_jsonl
 
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "dlc-csv"}
 

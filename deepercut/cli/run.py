@@ -33,17 +33,16 @@ from tqdm import tqdm
 
 from deepercut.cli.args import parse_hw, parse_wh
 from deepercut.engine.backend import BACKENDS
-from deepercut.engine.frame_rate import known_fps
 from deepercut.engine.pipeline import Engine, FrameResult, source_queue_size
 from deepercut.engine.render import ImageFolderRenderer, VideoRenderer, draw_poses, is_video_path
-from deepercut.engine.sinks import PoseWriter, TcpSink, make_header
 from deepercut.engine.smoothing import OneEuroConfig
-from deepercut.engine.sources import Source, list_images, open_source
 from deepercut.io.redact import redact_url
 from deepercut.outputs import refuse_overwriting_inputs
 from deepercut.skeleton import Skeleton
 from deepercut.solvers import METHODS
 from deepercut.solvers.assemble import DEFAULT_MIN_PARTS
+from deepercut.sources import Source, known_fps, list_images, open_source
+from deepercut.streams import PoseWriter, TcpSink, make_header
 
 _STATUS_EVERY_S = 0.5  # live status line refresh
 

@@ -44,7 +44,6 @@ import dataclasses
 import logging
 import math
 import os
-import queue
 import threading
 import time
 from collections import Counter, deque
@@ -59,10 +58,12 @@ import torch
 from deepercut.engine.backend import NetworkDetector
 from deepercut.engine.pool import PoolStats, RayUnavailable, Result, SolverPool, connect_ray
 from deepercut.engine.smoothing import OneEuroConfig, OneEuroSmoother
-from deepercut.engine.sources import Source, SourceStats, open_source
 from deepercut.engine.tracking import PoseTracker, TrackerConfig
 from deepercut.solvers.assemble import DEFAULT_MIN_PARTS
 from deepercut.solvers.frame_solver import FrameSolver
+from deepercut.sources import Source, SourceStats, open_source
+from deepercut.sources.background import END as _END
+from deepercut.sources.background import Background
 
 if TYPE_CHECKING:
     from deepercut.engine.sharded import ShardedDetector
@@ -78,7 +79,7 @@ log = logging.getLogger(__name__)
 Detector = Callable[[Sequence[Frame]], list[Candidates]]
 
 #: What :meth:`Engine.run` reads: a source spec (file, folder, camera, URL), an opened
-#: :class:`~deepercut.engine.sources.Source`, or any iterable of frames with increasing indices.
+#: :class:`~deepercut.sources.Source`, or any iterable of frames with increasing indices.
 SourceLike = str | int | os.PathLike[str] | Iterable[Frame]
 
 #: Latencies kept for the percentiles (the most recent ones on an endless stream).
@@ -123,7 +124,7 @@ class EngineStats:
         dropped_source: frames the source decoded but dropped before the engine saw them
             (live: the consumer fell behind; or still queued when it was closed).
         skipped_source: source frames lost to damaged data: flagged corrupt, or missing from
-            the file's timeline (see :class:`~deepercut.engine.sources.SourceStats`).
+            the file's timeline (see :class:`~deepercut.sources.SourceStats`).
         dropped_solver: frames the solver pool dropped (live).
         dropped_stale: frames the engine skipped before detection because newer ones were
             waiting (live); they get no :class:`FrameResult`, like the source's drops.
@@ -560,7 +561,7 @@ class Engine:
         """A :class:`FrameResult` for every frame the engine receives, in frame order.
 
         Args:
-            source: a spec for :func:`~deepercut.engine.sources.open_source` (opened and
+            source: a spec for :func:`~deepercut.sources.open_source` (opened and
                 closed here, with ``start``, ``stop``, ``stride``, ``max_frames``,
                 ``realtime``), an opened source, or an iterable of frames.
             keep_images: attach each decoded image to its result (for rendering); images
@@ -712,17 +713,17 @@ class Engine:
         the caller keeps collecting and handing back solved frames while the next batch is
         being detected; one detected batch waits at most, so backpressure reaches the source.
         """
-        prefetch: _Background | _NewestFrames
+        prefetch: Background | _NewestFrames
         if live:
             prefetch = _NewestFrames(frames, self.live_batch_size, name="deepercut-newest")
             work = self._detect_live(prefetch, keep_images)
         else:
             received = ((frame, time.perf_counter()) for frame in frames)
-            prefetch = _Background(received, maxsize=1, name="deepercut-prefetch")
+            prefetch = Background.iterate(received, max_items=1, name="deepercut-prefetch")
             work = self._detect_batches(prefetch, keep_images)
         # Live: the next batch is taken only once the previous one was handed over, so the
         # detector works on the newest frames and at most one detected batch waits.
-        detection = _Background(work, maxsize=1, name="deepercut-detect", handoff=live)
+        detection = Background.iterate(work, max_items=1, name="deepercut-detect", handoff=live)
         try:
             while True:
                 item = detection.get(_POLL_S)
@@ -737,9 +738,7 @@ class Engine:
             prefetch.join()
             detection.join()
 
-    def _detect_batches(
-        self, prefetch: _Background, keep_images: bool
-    ) -> Iterator[list[_Detected]]:
+    def _detect_batches(self, prefetch: Background, keep_images: bool) -> Iterator[list[_Detected]]:
         """The detection thread's work in file mode: full batches through the detector."""
         for batch in self._batches(prefetch):
             if batch:
@@ -783,7 +782,7 @@ class Engine:
             self.stats.frames += len(chunk)
             yield [(index, pts, received, None, c) for index, pts, c in chunk]
 
-    def _batches(self, prefetch: _Background) -> Iterator[list[tuple[Frame, float]]]:
+    def _batches(self, prefetch: Background) -> Iterator[list[tuple[Frame, float]]]:
         """File mode's batches of ``(frame, received_time)``: full ones (the last may not be);
         an empty list after each idle poll interval."""
         batch: list[tuple[Frame, float]] = []
@@ -833,75 +832,6 @@ class Engine:
         stats.statuses[poses.solver.get("status", "unknown")] += 1
         stats.fallbacks += bool(poses.solver.get("fallback"))
         stats.solver_cpu_s += float(poses.solver.get("ms", 0.0)) / 1e3
-
-
-_END = object()
-
-
-class _Background:
-    """Runs an iterator in a daemon thread, handing its items over through a bounded queue
-    (the thread waits while it is full: backpressure). ``get`` re-raises the iterator's
-    exception in the consumer. With ``handoff`` the thread asks for its next item only once
-    the consumer took the previous one (so that item is made from the freshest input)."""
-
-    def __init__(
-        self, items: Iterator[Any], maxsize: int, name: str, handoff: bool = False
-    ) -> None:
-        self._items = items
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
-        self._stopping = threading.Event()
-        self._handoff = handoff
-        self._taken = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            for item in self._items:
-                self._taken.clear()
-                if not self._put(item) or (self._handoff and not self._wait_taken()):
-                    return
-            self._put(_END)
-        except BaseException as exc:  # re-raised in the consumer
-            self._put(exc)
-
-    def _put(self, item: Any) -> bool:
-        while not self._stopping.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _wait_taken(self) -> bool:
-        while not self._stopping.is_set():
-            if self._taken.wait(timeout=0.1):
-                return True
-        return False
-
-    def get(self, timeout: float) -> Any:
-        """The next item, ``_END`` after the last, or ``None`` after ``timeout`` seconds."""
-        try:
-            item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
-        except queue.Empty:
-            return None
-        self._taken.set()
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def stop(self) -> None:
-        """Ask the thread to end (it finishes the item in hand) and unblock it."""
-        self._stopping.set()
-        try:
-            while True:
-                self._queue.get_nowait()
-        except queue.Empty:
-            pass
-
-    def join(self) -> None:
-        self._thread.join(timeout=5.0)
 
 
 class _NewestFrames:

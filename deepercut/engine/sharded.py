@@ -34,8 +34,8 @@ from deepercut.engine.pool import (
     node_died,
     node_id,
 )
-from deepercut.engine.sources import open_source
 from deepercut.model.io import Model
+from deepercut.sources import open_source
 from deepercut.types import Candidates, Frame
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ Detected = tuple[int, float, Candidates]
 def keyframe_indices(path: str | Path) -> list[int]:
     """Frame indices of the keyframes of a video file, from its packets (nothing is decoded).
 
-    Indices count frames from the stream's start as :func:`~deepercut.engine.sources.open_source`
+    Indices count frames from the stream's start as :func:`~deepercut.sources.open_source`
     does (``round(pts × fps)``); a stream without timestamps or frame rate has only ``[0]``.
     """
     with av.open(str(path)) as container:

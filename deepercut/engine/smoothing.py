@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from deepercut.engine.frame_rate import DEFAULT_FPS
+from deepercut.sources.frame_rate import DEFAULT_FPS
 from deepercut.types import Poses
 
 
