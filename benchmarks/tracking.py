@@ -46,7 +46,7 @@ from deepercut.data.synthetic_tracks import (
     temporal_training_data,
     walking_tracks,
 )
-from deepercut.engine.backend import NetworkDetector
+from deepercut.detection import NetworkDetector
 from deepercut.engine.tracking import PoseTracker
 from deepercut.evaluate.mot import MotAccumulator, MotSummary, combine
 from deepercut.model.io import load_model
@@ -170,8 +170,13 @@ def main() -> int:
                 pooled[mode].append(summary)
                 times[mode] += t
                 rows.append(
-                    {"people": people, "seed": seed, "mode": mode,
-                     "ms_median": round(1e3 * float(np.median(t)), 2), **summary.to_dict()}
+                    {
+                        "people": people,
+                        "seed": seed,
+                        "mode": mode,
+                        "ms_median": round(1e3 * float(np.median(t)), 2),
+                        **summary.to_dict(),
+                    }
                 )
                 print(
                     f"{people:2d} people seed {seed} {mode:8s} MOTA {summary.mota:.3f} "
@@ -180,20 +185,28 @@ def main() -> int:
                     file=sys.stderr,
                 )
     overall = {
-        mode: {**combine(pooled[mode]).to_dict(),
-               "ms_median": round(1e3 * float(np.median(times[mode])), 2)}
+        mode: {
+            **combine(pooled[mode]).to_dict(),
+            "ms_median": round(1e3 * float(np.median(times[mode])), 2),
+        }
         for mode in pooled
     }
     result = {
         "settings": {
-            "people": args.people, "frames": args.frames, "seeds": args.seeds,
-            "temporal_k": args.temporal, "image_hw": list(IMAGE_HW),
+            "people": args.people,
+            "frames": args.frames,
+            "seeds": args.seeds,
+            "temporal_k": args.temporal,
+            "image_hw": list(IMAGE_HW),
             "candidates": "bundled detector" if args.detector else f"simulated ({args.noise})",
             "noise": args.noise,
             "solver": "3stage (online) / exact joint (temporal)",
         },
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": sys.version.split()[0]},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+        },
         "wall_s": round(time.perf_counter() - started, 1),
         "overall": overall,
         "rows": rows,

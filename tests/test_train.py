@@ -154,7 +154,6 @@ def test_mpii_flip_permutation_swaps_left_and_right() -> None:
 
 
 def test_pairwise_fit_on_detector_output_separates_people() -> None:
-    from types import SimpleNamespace
 
     from deepercut.data.synthetic import generate_image
     from deepercut.data.synthetic_candidates import candidates_from_truth
@@ -172,11 +171,11 @@ def test_pairwise_fit_on_detector_output_separates_people() -> None:
             out.append(cands)
         return out
 
-    class FakePredictor:
-        model = SimpleNamespace(skeleton=MPII14)
-        __call__ = staticmethod(detector)
+    class FakeDetector:
+        skeleton = MPII14
+        detect = staticmethod(detector)
 
-    model = fit_pairwise_on_detector(FakePredictor(), samples, progress=False)
+    model = fit_pairwise_on_detector(FakeDetector(), samples, progress=False)
     test = generate_image(999, (192, 256), 3, (80.0, 160.0))
     cands, owner = candidates_from_truth(
         rng, test.keypoints, test.visible, test.heights, (192, 256), false_positives=0
