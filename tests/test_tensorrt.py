@@ -618,7 +618,7 @@ def test_gpu_benchmark_peak_table() -> None:
 def test_gpu_modules_import_without_av_ray_ortools_msgpack() -> None:
     code = (
         "import sys, deepercut.tensorrt, deepercut.model.net, deepercut.model.candidates, "
-        "deepercut.model.predict; "
+        "deepercut.detection; "
         "print([m for m in ('av', 'ray', 'ortools', 'msgpack', 'onnx', 'onnxruntime') "
         "if m in sys.modules])"
     )

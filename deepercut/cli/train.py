@@ -209,8 +209,8 @@ RESUME_OWN_ARGS = frozenset(
 def run_train(args: argparse.Namespace) -> int:
     import torch  # heavy imports here, so `deepercut --help` and other commands start fast
 
+    from deepercut.detection import NetworkDetector
     from deepercut.model.io import load_model, pairwise_state
-    from deepercut.model.predict import Predictor
     from deepercut.train.augment import AugmentParams
     from deepercut.train.checkpoint import load_resumable, update_checkpoint
     from deepercut.train.loop import TrainConfig, train
@@ -298,7 +298,7 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"saved {out} at step {model.meta['steps']} (loss log {log})")
     if args.pairwise_images > 0:
         started = time.perf_counter()
-        pairwise = fit_pairwise_on_detector(Predictor(model), data.pairwise_samples())
+        pairwise = fit_pairwise_on_detector(NetworkDetector(model), data.pairwise_samples())
         model.pairwise = pairwise_state(pairwise)
         model.meta["pairwise"] = {
             **data.pairwise_meta,
