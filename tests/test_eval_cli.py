@@ -54,9 +54,10 @@ def test_synthetic_pck_report_keeps_its_layout(tmp_path: Path, capsys) -> None:
     assert main(["eval", "--images", "2", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert set(report) == {
-        "input_hw", "data", "model", "images", "seed", "min_height", "threshold", "per_part",
-        "joints", "mean_pck", "seconds",
+        "input_hw", "backend", "precision", "data", "model", "images", "seed", "min_height",
+        "threshold", "per_part", "joints", "mean_pck", "seconds",
     }  # fmt: skip
+    assert (report["backend"], report["precision"]) == ("onnxruntime", "fp32")  # as `run` on CPU
     assert report["images"] == 2 and report["seed"] == HELD_OUT_SEED
     assert report["input_hw"] == list(load_model().input_hw)
     assert list(report["per_part"]) == list(MPII14.parts)

@@ -23,11 +23,11 @@ def run(
 
     dataset = load_dataset(config.data)
     config_path = Path(config.data)
-    config = read_config(config_path / "config.yaml" if config_path.is_dir() else config_path)
+    project = read_config(config_path / "config.yaml" if config_path.is_dir() else config_path)
     pcutoff = (
         config.pcutoff
         if config.pcutoff is not None
-        else float(config.get("pcutoff", DEFAULT_PCUTOFF))
+        else float(project.get("pcutoff", DEFAULT_PCUTOFF))
     )
     parts = model.skeleton.parts
     if not set(parts) & set(dataset.skeleton.parts):
@@ -37,7 +37,7 @@ def run(
     if config.test_images:
         train, test = dataset.split(test_names=config.test_images.split(","))
     else:
-        train, test = dataset.split(training_fraction(config), seed=1)
+        train, test = dataset.split(training_fraction(project), seed=1)
     # Single animal: DeepLabCut's read-out (each part's best cell); with --solver: the poses.
     readout = methods[0] if config.solver else "best-per-part"
     started = time.perf_counter()
