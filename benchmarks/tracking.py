@@ -170,13 +170,8 @@ def main() -> int:
                 pooled[mode].append(summary)
                 times[mode] += t
                 rows.append(
-                    {
-                        "people": people,
-                        "seed": seed,
-                        "mode": mode,
-                        "ms_median": round(1e3 * float(np.median(t)), 2),
-                        **summary.to_dict(),
-                    }
+                    {"people": people, "seed": seed, "mode": mode,
+                     "ms_median": round(1e3 * float(np.median(t)), 2), **summary.to_dict()}
                 )
                 print(
                     f"{people:2d} people seed {seed} {mode:8s} MOTA {summary.mota:.3f} "
@@ -185,28 +180,20 @@ def main() -> int:
                     file=sys.stderr,
                 )
     overall = {
-        mode: {
-            **combine(pooled[mode]).to_dict(),
-            "ms_median": round(1e3 * float(np.median(times[mode])), 2),
-        }
+        mode: {**combine(pooled[mode]).to_dict(),
+               "ms_median": round(1e3 * float(np.median(times[mode])), 2)}
         for mode in pooled
     }
     result = {
         "settings": {
-            "people": args.people,
-            "frames": args.frames,
-            "seeds": args.seeds,
-            "temporal_k": args.temporal,
-            "image_hw": list(IMAGE_HW),
+            "people": args.people, "frames": args.frames, "seeds": args.seeds,
+            "temporal_k": args.temporal, "image_hw": list(IMAGE_HW),
             "candidates": "bundled detector" if args.detector else f"simulated ({args.noise})",
             "noise": args.noise,
             "solver": "3stage (online) / exact joint (temporal)",
         },
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": sys.version.split()[0],
-        },
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "python": sys.version.split()[0]},
         "wall_s": round(time.perf_counter() - started, 1),
         "overall": overall,
         "rows": rows,
