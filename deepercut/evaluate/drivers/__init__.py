@@ -22,6 +22,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     kind = data_kind(config.data)
     methods = parse_solvers(config.solver, () if kind == "synthetic" else ("3stage",))
     _require_extras(kind, config)
+    # On use: the drivers pull in every dataset reader and metric; `config` needs none.
     from deepercut.detection import NetworkDetector
     from deepercut.evaluate.drivers import coco, dlc, mat, synthetic
     from deepercut.model.io import load_model

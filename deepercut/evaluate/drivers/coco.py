@@ -9,8 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from deepercut.data.coco import COCO_PARTS
 from deepercut.detection import NetworkDetector
+from deepercut.evaluate.coco import coco_part_map, write_results
 from deepercut.evaluate.drivers.config import EvalConfig
+from deepercut.evaluate.report import evaluate_coco, plot_coco_pr
 from deepercut.model.io import Model
 
 
@@ -33,10 +36,6 @@ def run(
     config: EvalConfig, model: Model, detector: NetworkDetector, methods: tuple[str, ...]
 ) -> dict[str, Any]:
     """COCO OKS AP/AR of each solver's poses; prints a table, writes detections on request."""
-    from deepercut.data.coco import COCO_PARTS
-    from deepercut.evaluate.coco import coco_part_map, write_results
-    from deepercut.evaluate.report import evaluate_coco, plot_coco_pr
-
     images = _images_dir(config)
     started = time.perf_counter()
     ev = evaluate_coco(

@@ -7,8 +7,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from deepercut.data.dlc import read_config, training_fraction
+from deepercut.data.load import load_dataset
 from deepercut.detection import NetworkDetector
+from deepercut.evaluate.dlc import DEFAULT_PCUTOFF, pixel_errors, predict_best_per_part
 from deepercut.evaluate.drivers.config import EvalConfig
+from deepercut.evaluate.report import detect, solve_candidates, to_model_parts
 from deepercut.model.io import Model
 
 
@@ -16,11 +20,6 @@ def run(
     config: EvalConfig, model: Model, detector: NetworkDetector, methods: tuple[str, ...]
 ) -> dict[str, Any]:
     """Pixel error per keypoint on the project's test and train images; prints tables."""
-    from deepercut.data.dlc import read_config, training_fraction
-    from deepercut.data.load import load_dataset
-    from deepercut.evaluate.dlc import DEFAULT_PCUTOFF, pixel_errors, predict_best_per_part
-    from deepercut.evaluate.report import detect, solve_candidates, to_model_parts
-
     dataset = load_dataset(config.data)
     config_path = Path(config.data)
     project = read_config(config_path / "config.yaml" if config_path.is_dir() else config_path)

@@ -7,9 +7,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from deepercut.data.dataset import PoseDataset
+from deepercut.data.dataset import PoseDataset, read_name_list
 from deepercut.detection import NetworkDetector
+from deepercut.evaluate.dlc import predict_best_per_part
 from deepercut.evaluate.drivers.config import EvalConfig
+from deepercut.evaluate.lsp import lsp_pck, predict_single_person, scaled_input_hw
+from deepercut.evaluate.pcp import torso_pcp
+from deepercut.evaluate.report import detect, solve_candidates, to_model_parts
 from deepercut.model.io import Model
 
 
@@ -21,11 +25,6 @@ def run(
     dataset: PoseDataset,
 ) -> dict[str, Any]:
     """LSP's single-person protocol (:mod:`deepercut.evaluate.lsp`); solvers on request."""
-    from deepercut.data.dataset import read_name_list
-    from deepercut.evaluate.lsp import lsp_pck, predict_single_person, scaled_input_hw
-    from deepercut.evaluate.pcp import torso_pcp
-    from deepercut.evaluate.report import detect, solve_candidates, to_model_parts
-
     dataset, missing = dataset.with_existing_images()
     names = None
     if config.test_images:
@@ -41,8 +40,6 @@ def run(
     images = [dataset.image(i).copy() for i in range(len(dataset))]
     started = time.perf_counter()
     if scale is None:  # letterboxed into the network input, as the engine runs
-        from deepercut.evaluate.dlc import predict_best_per_part
-
         preds = predict_best_per_part(detector, images, config.batch_size)
     else:
         preds = predict_single_person(detector, images, scale)

@@ -7,9 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from deepercut.data.load import load_dataset
 from deepercut.detection import NetworkDetector
 from deepercut.evaluate.drivers import lsp
 from deepercut.evaluate.drivers.config import EvalConfig
+from deepercut.evaluate.report import evaluate_dataset, plot_pckh_curves
 from deepercut.model.io import Model
 
 
@@ -17,9 +19,6 @@ def run(
     config: EvalConfig, model: Model, detector: NetworkDetector, methods: tuple[str, ...]
 ) -> dict[str, Any]:
     """MPII's multi-person protocol per solver (LSP files go to :mod:`.lsp`); prints tables."""
-    from deepercut.data.load import load_dataset
-    from deepercut.evaluate.report import evaluate_dataset, plot_pckh_curves
-
     dataset = load_dataset(config.data, config.images)
     if dataset.name.startswith("lsp:"):
         return lsp.run(config, model, detector, methods, dataset)

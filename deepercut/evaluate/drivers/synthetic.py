@@ -9,6 +9,7 @@ from typing import Any
 
 from deepercut.detection import NetworkDetector
 from deepercut.evaluate.drivers.config import EvalConfig
+from deepercut.evaluate.report import evaluate_synthetic, plot_ap_curves, plot_pckh_curves
 from deepercut.model.io import Model
 
 
@@ -16,8 +17,6 @@ def run(
     config: EvalConfig, model: Model, detector: NetworkDetector, methods: tuple[str, ...]
 ) -> dict[str, Any]:
     """Candidate PCK (and each solver's poses) on held-out synthetic images; prints tables."""
-    from deepercut.evaluate.report import evaluate_synthetic, plot_ap_curves, plot_pckh_curves
-
     count = 200 if config.images is None else _count(config.images)
     started = time.perf_counter()
     ev = evaluate_synthetic(
