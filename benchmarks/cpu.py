@@ -35,10 +35,10 @@ import numpy as np
 import torch
 from engine import VIDEO, machine
 
+from deepercut.detection import NetworkDetector
 from deepercut.engine.pipeline import Engine
 from deepercut.evaluate.synthetic import synthetic_images, synthetic_pck
 from deepercut.model.io import Model, load_model
-from deepercut.model.predict import Predictor
 from deepercut.tensorrt import compile_detector, export_onnx, prepare
 from deepercut.tensorrt.compile import CompiledDetector
 from deepercut.tensorrt.network import as_detector_output
@@ -119,9 +119,9 @@ def detector_accuracy(
     """Candidate PCK@0.2 on ``images`` held-out synthetic frames per forward."""
     out = {}
     for name, forward in forwards.items():
-        predictor = Predictor(model, HW, device="cpu", forward=forward)
+        detector = NetworkDetector(model, input_hw=HW, device="cpu", forward=forward)
         with torch.inference_mode():
-            out[name] = round(synthetic_pck(predictor, count=images).mean, 4)
+            out[name] = round(synthetic_pck(detector, count=images).mean, 4)
         print(f"  PCK {name}: {out[name]:.4f}", flush=True)
     return out
 

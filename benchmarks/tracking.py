@@ -46,7 +46,7 @@ from deepercut.data.synthetic_tracks import (
     temporal_training_data,
     walking_tracks,
 )
-from deepercut.engine.backend import NetworkDetector
+from deepercut.detection import NetworkDetector
 from deepercut.engine.tracking import PoseTracker
 from deepercut.evaluate.mot import MotAccumulator, MotSummary, combine
 from deepercut.model.io import load_model

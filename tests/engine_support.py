@@ -169,7 +169,7 @@ class GatedSolver:
 def slow_network_detector(monkeypatch: Any, seconds_per_frame: float) -> None:
     """The model's real detector, stalled ``seconds_per_frame`` per frame first: slower than a
     fast live source on any machine, so that source must drop frames."""
-    from deepercut.engine.backend import NetworkDetector
+    from deepercut.detection import NetworkDetector
 
     detect = NetworkDetector.__call__
 

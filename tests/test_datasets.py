@@ -381,8 +381,8 @@ def test_train_cli_on_dlc_project(tmp_path):
     """`deepercut train --data config.yaml`: the checkpoint has the project's skeleton and
     frame size, and predicts its 4 parts."""
     from deepercut.cli.train import register
+    from deepercut.detection import NetworkDetector
     from deepercut.model.io import load_model
-    from deepercut.model.predict import Predictor
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
@@ -398,5 +398,6 @@ def test_train_cli_on_dlc_project(tmp_path):
     assert model.input_hw == (48, 64)
     assert model.meta["split"]["test"] == ["img002.png"]
     assert model.meta["split"]["train"] == 3
-    cands = Predictor(model)([np.zeros((48, 64, 3), np.uint8)])[0]
+    detector = NetworkDetector(model, device="cpu", backend="eager")
+    cands = detector.detect([np.zeros((48, 64, 3), np.uint8)])[0]
     assert cands.num_parts == 4

@@ -66,9 +66,9 @@ def test_pixel_errors_rejects_mismatched_lengths():
 
 def test_predict_best_per_part_reads_out_peak_in_image_pixels():
     """The best cell's centre plus its locref, mapped back through the letterbox."""
+    from deepercut.detection import NetworkDetector
     from deepercut.model.io import Model
     from deepercut.model.net import STRIDE, DeeperCut, DetectorConfig, DetectorOutput
-    from deepercut.model.predict import Predictor
     from deepercut.skeleton import Skeleton
 
     skeleton = Skeleton("four", PARTS, (), ((0, 1, 2, 3),))
@@ -88,8 +88,8 @@ def test_predict_best_per_part_reads_out_peak_in_image_pixels():
                               torch.zeros(b, 4, h // 2, w // 2))  # fmt: skip
 
     # A 32×48 image is letterboxed ×2 into 64×96: image px = input px / 2.
-    predictor = Predictor(model, forward=forward)
-    out = predict_best_per_part(predictor, [np.zeros((32, 48, 3), np.uint8)])
+    detector = NetworkDetector(model, device="cpu", forward=forward)
+    out = predict_best_per_part(detector, [np.zeros((32, 48, 3), np.uint8)])
     assert len(out) == 1 and out[0].shape == (1, 4, 3)
     # The refined input position (cell centre + 1.5 px in x), through the letterbox's inverse.
     from deepercut.model.candidates import cell_centers

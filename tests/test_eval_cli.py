@@ -14,10 +14,10 @@ import scipy.io
 import torch
 
 from deepercut.cli import main
-from deepercut.cli.eval import ALL_SOLVERS, data_kind, parse_solvers
 from deepercut.data import dataset as dataset_mod
 from deepercut.data.synthetic import generate_image, write_png
 from deepercut.evaluate import HELD_OUT_SEED
+from deepercut.evaluate.drivers.config import ALL_SOLVERS, data_kind, parse_solvers
 from deepercut.model.io import load_model
 from deepercut.skeleton import MPII14
 
@@ -54,9 +54,10 @@ def test_synthetic_pck_report_keeps_its_layout(tmp_path: Path, capsys) -> None:
     assert main(["eval", "--images", "2", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert set(report) == {
-        "input_hw", "data", "model", "images", "seed", "min_height", "threshold", "per_part",
-        "joints", "mean_pck", "seconds",
+        "input_hw", "backend", "precision", "data", "model", "images", "seed", "min_height",
+        "threshold", "per_part", "joints", "mean_pck", "seconds",
     }  # fmt: skip
+    assert (report["backend"], report["precision"]) == ("onnxruntime", "fp32")  # as `run` on CPU
     assert report["images"] == 2 and report["seed"] == HELD_OUT_SEED
     assert report["input_hw"] == list(load_model().input_hw)
     assert list(report["per_part"]) == list(MPII14.parts)
@@ -193,13 +194,14 @@ def _pose_dataset(root: Path, with_heads: bool):
 
 @pytest.mark.parametrize("with_heads", [True, False])
 def test_dataset_evaluation(tmp_path: Path, with_heads: bool) -> None:
+    from deepercut.detection import NetworkDetector
     from deepercut.evaluate.report import evaluate_dataset
     from deepercut.model.io import load_model
-    from deepercut.model.predict import Predictor
 
     model = load_model(None)
     dataset = _pose_dataset(tmp_path, with_heads)
-    result = evaluate_dataset(model, Predictor(model), dataset, ("heuristic",))["heuristic"]
+    detector = NetworkDetector(model, device="cpu", backend="eager")
+    result = evaluate_dataset(model, detector, dataset, ("heuristic",))["heuristic"]
     assert len(result.solved.keypoints) == 2
     if with_heads:  # MPII: AP, PCKh, PCP
         assert result.metrics is not None and result.pck is None

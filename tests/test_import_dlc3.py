@@ -22,6 +22,7 @@ import torch
 from engine_support import make_video
 
 from deepercut.cli.import_model import register
+from deepercut.detection import NetworkDetector
 from deepercut.engine.pipeline import Engine
 from deepercut.model.candidates import CandidateParams, best_per_part
 from deepercut.model.convert import (
@@ -34,7 +35,6 @@ from deepercut.model.convert import (
 from deepercut.model.external.dlc3 import DLC3PoseConfig, DLC3PoseNet
 from deepercut.model.io import CheckpointError, load_model, save_model
 from deepercut.model.net import STRIDE
-from deepercut.model.predict import Predictor
 
 yaml = pytest.importorskip("yaml", reason="the converters read YAML configs (pip install pyyaml)")
 
@@ -169,8 +169,10 @@ def test_pipeline_candidates_hold_deeplabcut_poses(tmp_path: Path, snapshots) ->
     train = _train_folder(tmp_path / "train", "resnet50_gn", snapshots["resnet50_gn"])
     expected = _expected("resnet50_gn")
     model = convert(train, input_hw=(64, 80))
-    predictor = Predictor(model, params=CandidateParams(min_score=0.05))
-    [candidates] = predictor([expected["image"]])
+    detector = NetworkDetector(
+        model, params=CandidateParams(min_score=0.05), device="cpu", backend="eager"
+    )
+    [candidates] = detector.detect([expected["image"]])
     for part, (x, y, score) in enumerate(expected["poses"][0, 0]):
         mine = candidates.part == part
         top = int(np.argmax(np.where(mine, candidates.score, -1)))

@@ -23,6 +23,7 @@ import torch
 from engine_support import make_video
 
 from deepercut.cli.import_model import register
+from deepercut.detection import NetworkDetector
 from deepercut.engine.pipeline import Engine
 from deepercut.model.candidates import CandidateParams
 from deepercut.model.convert import (
@@ -51,7 +52,6 @@ from deepercut.model.external.tfslim_resnet import (
     tf_variable_map,
 )
 from deepercut.model.io import CheckpointError, load_model, save_model
-from deepercut.model.predict import Predictor
 from deepercut.skeleton import MPII14
 from deepercut.solvers.api import solve
 from deepercut.types import Candidates
@@ -554,10 +554,12 @@ def test_cli_import_writes_a_loadable_checkpoint(tmp_path: Path, capsys) -> None
 # ---------------------------------------------------------------------- engine contract
 
 
-def test_converted_model_runs_through_predictor_and_solver(expected) -> None:
+def test_converted_model_runs_through_detector_and_solver(expected) -> None:
     model = convert(POSETF, input_hw=(48, 64))
-    predictor = Predictor(model, params=CandidateParams(min_score=0.05))
-    [candidates] = predictor([expected["image"]])
+    detector = NetworkDetector(
+        model, params=CandidateParams(min_score=0.05), device="cpu", backend="eager"
+    )
+    [candidates] = detector.detect([expected["image"]])
     assert len(candidates.xy) > 0 and candidates.offsets.shape[1:] == (3, 2)
     # Each candidate sits at its cell centre plus the decoded locref (stride 8).
     probs = 1 / (1 + np.exp(-expected["part_pred"]))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from deepercut.model.codecs import expand_pairwise, other_parts
 from deepercut.model.io import CheckpointError, Model, load_model, save_model
-from deepercut.model.net import STRIDE, DeeperCut, DetectorConfig, expand_pairwise, other_parts
+from deepercut.model.net import STRIDE, DeeperCut, DetectorConfig
 from deepercut.model.resnet import (
     FrozenBatchNorm2d,
     ResNet,

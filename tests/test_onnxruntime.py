@@ -11,7 +11,7 @@ import pytest
 import torch
 from test_tensorrt import tiny_net as tensorrt_tiny_net
 
-from deepercut.engine.backend import NetworkDetector
+from deepercut.detection import NetworkDetector
 from deepercut.model.io import Model
 from deepercut.model.net import DeeperCut
 from deepercut.private_cache import MAC_SUFFIX, UntrustedCache

@@ -17,11 +17,11 @@ from engine_support import (
     tiny_model,
 )
 
-from deepercut.engine.backend import BatchedPredictor, select_backend
+from deepercut.detection import NetworkDetector
 from deepercut.engine.pipeline import Engine
-from deepercut.model.predict import Predictor
 from deepercut.sources import open_source
 from deepercut.streams import PoseWriter, make_header, read_poses
+from deepercut.tensorrt import compile_detector
 from deepercut.types import Frame
 
 ray = pytest.importorskip("ray")
@@ -144,27 +144,27 @@ def test_network_detector_runs_every_frame(video, model) -> None:
     assert all(p.keypoints.shape[1:] == (14, 3) for p in poses)
 
 
-def test_batched_preprocessing_matches_the_per_image_predictor(model) -> None:
+def test_batched_preprocessing_matches_the_per_image_path(model) -> None:
+    detector = NetworkDetector(model, device="cpu", backend="eager")
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (200, 300, 3), np.uint8) for _ in range(3)]
-    batched, boxes = BatchedPredictor(model).preprocess(images)
-    single, single_boxes = Predictor(model).preprocess(images)
-    assert boxes == single_boxes
-    torch.testing.assert_close(batched, single)
-    mixed = [images[0], images[1][:100]]  # different sizes: the per-image path
-    assert BatchedPredictor(model).preprocess(mixed)[0].shape[0] == 2
+    batched, boxes = detector.preprocess(images)
+    mixed = [images[0][:100], *images]  # different sizes: letterboxed one by one
+    single, single_boxes = detector.preprocess(mixed)
+    assert boxes == single_boxes[1:] and single_boxes[0].image_hw == (100, 300)
+    torch.testing.assert_close(batched, single[1:])
 
 
 def test_backend_selection_falls_back_to_eager_on_cpu() -> None:
     net = torch.nn.Conv2d(3, 3, 1)
-    forward, chosen, reason = select_backend("auto", net, "cpu")
-    assert (forward, chosen) == (net, "eager") and "CPU" in reason
-    # No CUDA: TensorRT is unavailable; without an example batch compile can't be checked.
-    forward, chosen, reason = select_backend("tensorrt", net, "cpu")
-    assert (forward, chosen) == (net, "eager")
-    assert "tensorrt unavailable" in reason and "compile unavailable" in reason
+    built = compile_detector(net, None, 1, "fp32", "auto", device="cpu")
+    assert (built.forward, built.backend) == (net, "eager") and "CPU" in built.reason
+    # No CUDA: TensorRT is unavailable; without an input size compile can't be built.
+    built = compile_detector(net, None, 1, "fp32", "tensorrt", device="cpu")
+    assert (built.forward, built.backend) == (net, "eager")
+    assert "tensorrt unavailable" in built.reason and "compile unavailable" in built.reason
     with pytest.raises(ValueError, match="unknown backend"):
-        select_backend("onnx", net, "cpu")
+        NetworkDetector(tiny_model(), device="cpu", backend="onnx")
 
 
 def test_bad_inputs_fail_clearly(video, model) -> None:

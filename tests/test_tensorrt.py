@@ -29,13 +29,13 @@ import pytest
 import torch
 
 from deepercut.cli import export as cli_export
-from deepercut.engine import backend as engine_backend
+from deepercut.detection import NetworkDetector, custom_runner
+from deepercut.detection.upload import PinnedUploader
 from deepercut.model.candidates import CandidateParams, extract_candidate_tensors
 from deepercut.model.io import Model, save_model
 from deepercut.model.net import DeeperCut, DetectorConfig
 from deepercut.skeleton import MPII14
 from deepercut.tensorrt import (
-    CompiledDetector,
     EngineCache,
     EngineKey,
     compile_detector,
@@ -301,18 +301,21 @@ def test_bad_arguments_fail_clearly() -> None:
         compile_detector(net, HW, (4, 2, 8), "fp16", "eager")
 
 
-def test_select_backend_keeps_its_api(no_tensorrt) -> None:
+def test_runners_say_what_runs(no_tensorrt) -> None:
     net = tiny_net()
-    forward, chosen, reason = engine_backend.select_backend("eager", net, "cpu")
-    assert (forward, chosen, reason) == (net, "eager", "requested")
-    forward, chosen, _ = engine_backend.select_backend("eager", net, "cpu", precision="fp16")
-    assert isinstance(forward, CompiledDetector) and chosen == "eager"
-    # Without an example batch nothing can be compiled; both reasons are given.
-    forward, chosen, reason = engine_backend.select_backend("compile", net, "cpu")
-    assert (forward, chosen) == (net, "eager")
-    assert reason == (
+    model = Model(net, MPII14, HW)
+    eager = NetworkDetector(model, device="cpu", backend="eager")
+    assert (eager.runner.forward, eager.backend, eager.reason) == (net, "eager", "requested")
+    half = NetworkDetector(model, device="cpu", backend="eager", precision="fp16")
+    assert (half.backend, half.precision) == ("eager", "fp16") and half.runner.forward is not net
+    # Without an input size nothing can be compiled; the reason says so.
+    built = compile_detector(net, None, 1, "fp32", "compile", device="cpu")
+    assert (built.forward, built.backend) == (net, "eager")
+    assert built.reason == (
         "compile unavailable: BackendUnavailable: compiled backends need a static input H×W"
     )
+    given = custom_runner(net)
+    assert (given.backend, given.input_hw) == ("custom", None)
 
 
 def test_network_detector_on_a_compiled_backend(no_tensorrt, fake_compile) -> None:
@@ -320,8 +323,8 @@ def test_network_detector_on_a_compiled_backend(no_tensorrt, fake_compile) -> No
     with torch.no_grad():
         net.scmap_head.bias.fill_(-0.5)  # an untrained net: raise scores so candidates exist
     model = Model(net, MPII14, HW)
-    compiled = engine_backend.NetworkDetector(model, device="cpu", backend="compile", batch_size=4)
-    eager = engine_backend.NetworkDetector(model, device="cpu", backend="eager", batch_size=4)
+    compiled = NetworkDetector(model, device="cpu", backend="compile", batch_size=4)
+    eager = NetworkDetector(model, device="cpu", backend="eager", batch_size=4)
     assert (compiled.backend, compiled.precision, eager.backend) == ("compile", "fp32", "eager")
     # Thread-safe mode: the engine calls the detector from its detection thread.
     assert fake_compile[0]["kwargs"]["mode"] == "default"
@@ -615,7 +618,7 @@ def test_gpu_benchmark_peak_table() -> None:
 def test_gpu_modules_import_without_av_ray_ortools_msgpack() -> None:
     code = (
         "import sys, deepercut.tensorrt, deepercut.model.net, deepercut.model.candidates, "
-        "deepercut.model.predict; "
+        "deepercut.detection; "
         "print([m for m in ('av', 'ray', 'ortools', 'msgpack', 'onnx', 'onnxruntime') "
         "if m in sys.modules])"
     )
@@ -642,7 +645,7 @@ def test_cuda_backends_match_eager() -> None:
 
 @cuda
 def test_pinned_upload_and_extraction_stay_on_the_gpu() -> None:
-    uploader = engine_backend.PinnedUploader(torch.device("cuda"))
+    uploader = PinnedUploader(torch.device("cuda"))
     rng = np.random.default_rng(0)
     for batch in (4, 2, 4):  # buffers are reused and resized
         frames = [rng.integers(0, 256, (48, 80, 3), np.uint8) for _ in range(batch)]

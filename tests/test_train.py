@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from deepercut.model.candidates import cell_centers
+from deepercut.model.codecs import offset_statistics
 from deepercut.model.io import load_model
 from deepercut.skeleton import MPII14, Skeleton
 from deepercut.train.augment import AugmentParams, PoseSample, augment
 from deepercut.train.loop import TrainConfig, train
-from deepercut.train.targets import make_targets, pairwise_statistics
+from deepercut.train.targets import make_targets
 
 TINY = Skeleton(
     name="tiny",
@@ -63,11 +64,11 @@ def test_targets_assign_overlapping_cells_to_the_nearest_person() -> None:
         torch.testing.assert_close(t.locref[0, 0, :, i, j], nearest - centers[i, j])
 
 
-def test_pairwise_statistics_mean_and_std() -> None:
+def test_offset_statistics_mean_and_std() -> None:
     kp = torch.tensor(
         [[[0.0, 0.0], [10.0, 0.0], [0.0, 20.0]], [[0.0, 0.0], [30.0, 0.0], [0.0, 40.0]]]
     )
-    mean, std = pairwise_statistics([kp], [torch.ones(2, 3, dtype=torch.bool)], 3)
+    mean, std = offset_statistics([kp], [torch.ones(2, 3, dtype=torch.bool)], 3)
     torch.testing.assert_close(mean[0, 0], torch.tensor([20.0, 0.0]))  # a → b
     torch.testing.assert_close(std[0, 0], torch.tensor([10.0, 1.0]))  # std clamped at 1 px
 
@@ -154,7 +155,6 @@ def test_mpii_flip_permutation_swaps_left_and_right() -> None:
 
 
 def test_pairwise_fit_on_detector_output_separates_people() -> None:
-    from types import SimpleNamespace
 
     from deepercut.data.synthetic import generate_image
     from deepercut.data.synthetic_candidates import candidates_from_truth
@@ -172,11 +172,11 @@ def test_pairwise_fit_on_detector_output_separates_people() -> None:
             out.append(cands)
         return out
 
-    class FakePredictor:
-        model = SimpleNamespace(skeleton=MPII14)
-        __call__ = staticmethod(detector)
+    class FakeDetector:
+        skeleton = MPII14
+        detect = staticmethod(detector)
 
-    model = fit_pairwise_on_detector(FakePredictor(), samples, progress=False)
+    model = fit_pairwise_on_detector(FakeDetector(), samples, progress=False)
     test = generate_image(999, (192, 256), 3, (80.0, 160.0))
     cands, owner = candidates_from_truth(
         rng, test.keypoints, test.visible, test.heights, (192, 256), false_positives=0

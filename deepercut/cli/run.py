@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from deepercut.cli.args import parse_hw, parse_wh
-from deepercut.engine.backend import BACKENDS
+from deepercut.detection import BACKENDS
 from deepercut.engine.pipeline import Engine, FrameResult, source_queue_size
 from deepercut.engine.render import ImageFolderRenderer, VideoRenderer, draw_poses, is_video_path
 from deepercut.engine.smoothing import OneEuroConfig

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from deepercut.engine.backend import NetworkDetector
+from deepercut.detection import NetworkDetector
 from deepercut.engine.pool import PoolStats, RayUnavailable, Result, SolverPool, connect_ray
 from deepercut.engine.smoothing import OneEuroConfig, OneEuroSmoother
 from deepercut.engine.tracking import PoseTracker, TrackerConfig
@@ -286,7 +286,7 @@ class Engine:
         ray_address: a Ray cluster to use (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``);
             default: a local Ray started with ``workers`` CPUs.
         backend: detector backend, ``auto``, ``tensorrt``, ``compile``, ``onnxruntime`` or
-            ``eager`` (see :func:`~deepercut.engine.backend.select_backend`).
+            ``eager`` (see :func:`~deepercut.detection.build_runner`).
         threads: the detector's CPU threads (ONNX Runtime intra-op); default torch's count.
         device: ``cuda`` when available, else ``cpu``.
         batch_size: frames per detector batch in file mode.

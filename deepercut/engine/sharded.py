@@ -26,7 +26,7 @@ from typing import Any
 import av
 import numpy as np
 
-from deepercut.engine.backend import NetworkDetector
+from deepercut.detection import NetworkDetector
 from deepercut.engine.pool import (
     HEALTH_INTERVAL_S,
     dead_ray_nodes,
@@ -138,7 +138,7 @@ class ShardedDetector:
         chunk_frames: about this many frames per chunk (keyframes permitting).
         detector: a custom frames → candidates callable to run instead of the network (it
             must pickle; e.g. a simulated detector in tests).
-        options: :class:`~deepercut.engine.backend.NetworkDetector` settings (``input_hw``,
+        options: :class:`~deepercut.detection.NetworkDetector` settings (``input_hw``,
             ``params``, ``backend``, ``batch_size``; the device is the actor's).
         max_restarts: detector actors replaced before giving up.
         startup_timeout: seconds to wait for the actors to start (a cluster without the

@@ -17,30 +17,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from scipy.optimize import linear_sum_assignment
 
-from deepercut.model.candidates import best_per_part
-from deepercut.model.net import STRIDE
-from deepercut.model.predict import Predictor
+from deepercut.detection import NetworkDetector
 
 #: DeepLabCut's default likelihood cut-off (``pcutoff`` in config.yaml).
 DEFAULT_PCUTOFF = 0.4
 
 
-@torch.inference_mode()
 def predict_best_per_part(
-    predictor: Predictor, images: Sequence[np.ndarray], batch_size: int = 4
+    detector: NetworkDetector, images: Sequence[np.ndarray], batch_size: int = 4
 ) -> list[np.ndarray]:
-    """Per image, float32 [1, P, 3]: each part's best cell, refined, in image pixels."""
-    out = []
+    """Per image, float32 [1, P, 3]: each part's best cell, refined, in image pixels
+    (:meth:`NetworkDetector.best_per_part` in batches of ``batch_size``)."""
+    out: list[np.ndarray] = []
     for start in range(0, len(images), batch_size):
-        batch, boxes = predictor.preprocess(images[start : start + batch_size])
-        maps = predictor.net.decode(predictor.forward(batch))
-        best = best_per_part(maps.probs, maps.locref, STRIDE).cpu().numpy()
-        for kp, box in zip(best, boxes, strict=True):
-            xy = box.to_image(kp[:, :2].astype(np.float64))
-            out.append(np.concatenate([xy, kp[:, 2:]], axis=1)[None].astype(np.float32))
+        out += detector.best_per_part(images[start : start + batch_size])
     return out
 
 

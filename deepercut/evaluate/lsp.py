@@ -19,9 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from deepercut.evaluate.dlc import predict_best_per_part
+from deepercut.detection import NetworkDetector
 from deepercut.evaluate.pck import (
     PCKResult,
     assigned_distances,
@@ -30,8 +29,6 @@ from deepercut.evaluate.pck import (
     torso_size,
 )
 from deepercut.evaluate.pckh import normalised_auc
-from deepercut.model.io import Model
-from deepercut.model.predict import Predictor
 
 #: Thresholds (× torso size) of the PCK curve whose area is the AUC.
 LSP_THRESHOLDS = np.round(np.arange(21) * 0.01, 2)
@@ -99,13 +96,12 @@ def scaled_input_hw(image_hw: tuple[int, int], scale: float) -> tuple[int, int]:
 
 
 def predict_single_person(
-    model: Model, images: Sequence[np.ndarray], scale: float, device: str = "cpu"
+    detector: NetworkDetector, images: Sequence[np.ndarray], scale: float
 ) -> list[np.ndarray]:
     """Per image, float32 [1, P, 3]: each part's best cell (refined), in image pixels, with the
-    image run at ``scale`` × its own size."""
+    image run at ``scale`` × its own size (``detector`` :meth:`~NetworkDetector.resized`: a
+    backend of any input size)."""
     out = []
-    with torch.inference_mode():
-        for image in images:
-            predictor = Predictor(model, scaled_input_hw(image.shape[:2], scale), device=device)
-            out.extend(predict_best_per_part(predictor, [image], batch_size=1))
+    for image in images:
+        out += detector.resized(scaled_input_hw(image.shape[:2], scale)).best_per_part([image])
     return out

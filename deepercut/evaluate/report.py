@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from deepercut.detection import NetworkDetector
 from deepercut.evaluate import HELD_OUT_SEED
 from deepercut.evaluate.coco import CocoResult, coco_keypoint_eval, to_coco_results
 from deepercut.evaluate.mpii_ap import APResult, multi_person_ap
@@ -25,7 +26,6 @@ from deepercut.evaluate.pckh import PCKhResult, pckh
 from deepercut.evaluate.pcp import PCPResult, pcp, torso_pcp
 from deepercut.evaluate.synthetic import candidate_hits, synthetic_detections, synthetic_truth
 from deepercut.model.io import Model
-from deepercut.model.predict import Predictor
 from deepercut.solvers.frame_solver import FrameSolver
 from deepercut.types import Candidates
 
@@ -61,17 +61,17 @@ class SolvedPoses:
 
 
 def detect(
-    predictor: Predictor, images: Iterable[np.ndarray], batch_size: int = 8
+    detector: NetworkDetector, images: Iterable[np.ndarray], batch_size: int = 8
 ) -> Iterator[Candidates]:
     """Candidates of each image, detected in batches."""
     batch: list[np.ndarray] = []
     for image in images:
         batch.append(image)
         if len(batch) == batch_size:
-            yield from predictor(batch)
+            yield from detector.detect(batch)
             batch = []
     if batch:
-        yield from predictor(batch)
+        yield from detector.detect(batch)
 
 
 def solve_candidates(
@@ -166,7 +166,7 @@ class SyntheticEvaluation:
 
 def evaluate_synthetic(
     model: Model,
-    predictor: Predictor,
+    detector: NetworkDetector,
     count: int = 100,
     seed: int = HELD_OUT_SEED,
     methods: Sequence[str] = (),
@@ -180,7 +180,7 @@ def evaluate_synthetic(
     taller than ``min_height`` are ignored)."""
     started = time.perf_counter()
     hits, visible, candidates, truths = [], [], [], []
-    for sample, cands in synthetic_detections(predictor, count, seed, batch_size):
+    for sample, cands in synthetic_detections(detector, count, seed, batch_size):
         hit, vis = candidate_hits(sample, cands, min_height, pck_threshold)
         hits.append(hit)
         visible.append(vis)
@@ -242,7 +242,7 @@ def coco_images(annotations: Path, images_dir: Path) -> list[tuple[int, Path]]:
 
 def evaluate_coco(
     model: Model,
-    predictor: Predictor,
+    detector: NetworkDetector,
     annotations: str | Path,
     images_dir: str | Path,
     methods: Sequence[str] = ("3stage",),
@@ -257,7 +257,7 @@ def evaluate_coco(
     annotations, images_dir = Path(annotations), Path(images_dir)
     images = coco_images(annotations, images_dir)[:limit]
     started = time.perf_counter()
-    candidates = list(detect(predictor, (read_image(p) for _, p in images), batch_size))
+    candidates = list(detect(detector, (read_image(p) for _, p in images), batch_size))
     ids = [i for i, _ in images]
     result = CocoEvaluation(annotations, images_dir, ids, time.perf_counter() - started)
     for method in methods:
@@ -305,7 +305,7 @@ def to_model_parts(
 
 def evaluate_dataset(
     model: Model,
-    predictor: Predictor,
+    detector: NetworkDetector,
     dataset: Any,
     methods: Sequence[str] = ("3stage",),
     time_limit: float = 1.0,
@@ -326,7 +326,7 @@ def evaluate_dataset(
         )
     started = time.perf_counter()
     candidates = list(
-        detect(predictor, (dataset.image(i).copy() for i in range(len(dataset))), batch_size)
+        detect(detector, (dataset.image(i).copy() for i in range(len(dataset))), batch_size)
     )
     detect_seconds = time.perf_counter() - started
     gts = [to_model_parts(r.keypoints, dataset.skeleton.parts, parts) for r in dataset.records]

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepercut.data.synthetic import SyntheticSample, generate_image
+from deepercut.detection import NetworkDetector
 from deepercut.evaluate import HELD_OUT_SEED
 from deepercut.evaluate.pck import PCKResult, accumulate_pck, best_candidate_hits
-from deepercut.model.predict import Predictor
 from deepercut.skeleton import MPII14
 from deepercut.types import Candidates
 
@@ -79,7 +79,7 @@ def synthetic_truth(
 
 
 def synthetic_detections(
-    predictor: Predictor,
+    detector: NetworkDetector,
     count: int,
     seed: int = HELD_OUT_SEED,
     batch_size: int = 8,
@@ -90,14 +90,14 @@ def synthetic_detections(
     for sample in synthetic_images(count, seed, image_hw):
         batch.append(sample)
         if len(batch) == batch_size:
-            yield from zip(batch, predictor([s.image for s in batch]), strict=True)
+            yield from zip(batch, detector.detect([s.image for s in batch]), strict=True)
             batch = []
     if batch:
-        yield from zip(batch, predictor([s.image for s in batch]), strict=True)
+        yield from zip(batch, detector.detect([s.image for s in batch]), strict=True)
 
 
 def synthetic_pck(
-    predictor: Predictor,
+    detector: NetworkDetector,
     count: int = 200,
     seed: int = HELD_OUT_SEED,
     min_height: float = 100.0,
@@ -107,7 +107,7 @@ def synthetic_pck(
     """PCK@``threshold`` (of person height) of the best candidates, people taller than
     ``min_height`` px, on ``count`` held-out 480×640 images with 1–10 people of 60–340 px."""
     hits, visible = [], []
-    for sample, cands in synthetic_detections(predictor, count, seed, batch_size):
+    for sample, cands in synthetic_detections(detector, count, seed, batch_size):
         hit, vis = candidate_hits(sample, cands, min_height, threshold)
         hits.append(hit)
         visible.append(vis)

@@ -51,6 +51,7 @@ from deepercut.model.checkpoint import (
     pairwise_state,
     save_model,
 )
+from deepercut.model.codecs import LOCREF_STD
 from deepercut.model.external.dlc3 import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -69,7 +70,6 @@ from deepercut.model.external.tfslim_resnet import (
     TFSlimPoseNet,
     tf_variable_map,
 )
-from deepercut.model.net import LOCREF_STD
 from deepercut.model.pairwise import FEATURE_NAMES, PairwiseModel, num_pair_classes
 from deepercut.private_cache import PrivateCache, UntrustedCache, folder
 from deepercut.skeleton import COCO17, MPII14, Skeleton

@@ -17,12 +17,11 @@ from typing import Any, NamedTuple, TypeVar
 import torch
 from torch import Tensor, nn
 
+from deepercut.model.codecs import LOCREF_STD, decode_locref, decode_offsets
 from deepercut.model.config_limits import check_config_values
 from deepercut.model.resnet import ResNet, freeze_batchnorm
 
 STRIDE = 8
-#: pose-tensorflow's locref normalisation (pixels at stride 8).
-LOCREF_STD = 7.2801
 
 
 ConfigT = TypeVar("ConfigT")
@@ -198,28 +197,10 @@ def pairwise_stat(value: list[Any] | None, num_parts: int, default: float) -> Te
 def decode_maps(
     out: DetectorOutput, locref_std: float, pairwise_mean: Tensor, pairwise_std: Tensor
 ) -> DecodedMaps:
-    """Sigmoid probabilities, location refinement in input pixels (× ``locref_std``) and the
-    pairwise offsets de-normalised with their mean and std, own part filled with zeros."""
-    b, p, h, w = out.scmap.shape
+    """Sigmoid probabilities, location refinement in input pixels and the pairwise offsets
+    in pixels, own part zero (see :mod:`deepercut.model.codecs`)."""
     probs = torch.sigmoid(out.scmap.float())
-    locref = out.locref.float().view(b, p, 2, h, w) * locref_std
+    locref = decode_locref(out.locref, locref_std)
     if out.pairwise.shape[1] == 0:
         return DecodedMaps(probs, locref, None)
-    pw = out.pairwise.float().view(b, p, p - 1, 2, h, w)
-    pw = pw * pairwise_std.view(1, p, p - 1, 2, 1, 1)
-    pw = pw + pairwise_mean.view(1, p, p - 1, 2, 1, 1)
-    return DecodedMaps(probs, locref, expand_pairwise(pw))
-
-
-def other_parts(num_parts: int) -> Tensor:
-    """[P, P−1] index of the q-th *other* part of part p (own part skipped)."""
-    idx = torch.arange(num_parts)
-    return torch.stack([torch.cat([idx[:p], idx[p + 1 :]]) for p in range(num_parts)])
-
-
-def expand_pairwise(pw: Tensor) -> Tensor:
-    """[B, P, P−1, 2, h, w] (own part skipped) → [B, P, P, 2, h, w] with zeros for q = p."""
-    b, p, _, _, h, w = pw.shape
-    full = pw.new_zeros(b, p, p, 2, h, w)
-    index = other_parts(p).to(pw.device).view(1, p, p - 1, 1, 1, 1).expand_as(pw)
-    return full.scatter_(2, index, pw)
+    return DecodedMaps(probs, locref, decode_offsets(out.pairwise, pairwise_mean, pairwise_std))

@@ -24,13 +24,14 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from deepercut.model.codecs import offset_statistics
 from deepercut.model.io import Model, save_model
 from deepercut.model.net import STRIDE, DeeperCut, DetectorConfig, DetectorOutput
 from deepercut.skeleton import Skeleton
 from deepercut.train.augment import AugmentParams, PoseSample, augment
 from deepercut.train.checkpoint import TRAIN_STATE, TrainState, numpy_generator
 from deepercut.train.sources import MixedSource
-from deepercut.train.targets import Targets, make_targets, pairwise_statistics
+from deepercut.train.targets import Targets, make_targets
 
 #: A data source: draws one training sample with the given random generator.
 SampleSource = Callable[[np.random.Generator], PoseSample]
@@ -314,7 +315,7 @@ def _initial_config(
     """A from-scratch network configuration, with pairwise statistics drawn from ``source``."""
     stats_rng = np.random.default_rng(config.seed + 1)
     stat_samples = [source(stats_rng) for _ in range(config.stats_samples)]
-    mean, std = pairwise_statistics(
+    mean, std = offset_statistics(
         [torch.from_numpy(s.keypoints) for s in stat_samples],
         [torch.from_numpy(s.annotated) for s in stat_samples],
         skeleton.num_parts,

@@ -7,7 +7,7 @@ simulated candidates) calibrates the costs to its actual localisation and offset
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -15,11 +15,21 @@ from tqdm import tqdm
 
 from deepercut.data.synthetic_candidates import assign_candidates_to_truth
 from deepercut.model.pairwise import PairwiseModel
-from deepercut.model.predict import Predictor
+from deepercut.skeleton import Skeleton
+from deepercut.types import Candidates
 
 #: Seeds of the images the pairwise model is fit on (disjoint from the held-out evaluation
 #: seeds, which start at deepercut.evaluate.HELD_OUT_SEED = 1,000,000).
 PAIRWISE_SEED = 2_000_000
+
+
+class ImageDetector(Protocol):
+    """What the fit needs of a detector (a :class:`~deepercut.detection.NetworkDetector`)."""
+
+    @property
+    def skeleton(self) -> Skeleton: ...
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Candidates]: ...
 
 
 class AnnotatedImage(Protocol):
@@ -32,7 +42,7 @@ class AnnotatedImage(Protocol):
 
 
 def fit_pairwise_on_detector(
-    predictor: Predictor,
+    detector: ImageDetector,
     samples: Iterable[AnnotatedImage],
     *,
     batch_size: int = 8,
@@ -41,13 +51,13 @@ def fit_pairwise_on_detector(
 ) -> PairwiseModel:
     """Run the detector on ``samples``, label candidate pairs from the truth, fit the model.
 
-    Works for any skeleton: the model is fit for the predictor's own ``num_parts``.
+    Works for any skeleton: the model is fit for the detector's own ``num_parts``.
     """
     fit_data = []
     batch: list[AnnotatedImage] = []
 
     def flush() -> None:
-        for sample, cands in zip(batch, predictor([s.image for s in batch]), strict=True):
+        for sample, cands in zip(batch, detector.detect([s.image for s in batch]), strict=True):
             owner = assign_candidates_to_truth(
                 cands, sample.keypoints, sample.visible, sample.heights
             )
@@ -60,4 +70,4 @@ def fit_pairwise_on_detector(
             flush()
     if batch:
         flush()
-    return PairwiseModel.fit(fit_data, predictor.model.skeleton.num_parts, **fit_kwargs)
+    return PairwiseModel.fit(fit_data, detector.skeleton.num_parts, **fit_kwargs)

@@ -4,8 +4,8 @@ Per image and part: a cell is positive when a visible joint of that part lies wi
 positive radius of the cell centre (the paper's 17 px at its 340-px person scale, scaled to each
 person's height, never below ``min_radius`` so every joint owns at least its nearest cell).
 Cells near joints that are annotated but occluded are ignored (weight 0) rather than negative.
-At positive cells the locref target is (joint − cell centre) / locref_std, and the pairwise target
-for every other part q of the same person is (joint_q − joint_p − mean_pq) / std_pq.
+At positive cells the locref target encodes joint − cell centre, and the pairwise target for every
+other part q of the same person joint_q − joint_p (both: :mod:`deepercut.model.codecs`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from deepercut.model.candidates import cell_centers
-from deepercut.model.net import other_parts
+from deepercut.model.codecs import encode_locref, encode_offsets, other_parts
 
 #: The paper's positive radius (pixels) at its person height of 340 pixels.
 PAPER_POS_RADIUS = 17.0
@@ -117,7 +117,7 @@ def make_targets(
         out["scmap"].append(positive.float())
         weight = (~(ignore & ~positive)).float() * torch.maximum(region, positive.float())
         out["scmap_weight"].append(weight)
-        out["locref"].append(own_delta.permute(0, 3, 1, 2) / locref_std)
+        out["locref"].append(encode_locref(own_delta.permute(0, 3, 1, 2), locref_std))
         out["locref_weight"].append(positive.float())
         # Pairwise: vector from joint p to joint q of the owning person.
         vec = kp[:, others, :] - kp[:, :, None, :]  # [M, P, P-1, 2]
@@ -126,27 +126,6 @@ def make_targets(
         own_vec = own_vec.view(p, h, w, p - 1, 2).permute(0, 3, 4, 1, 2)  # [P, P-1, 2, h, w]
         own_ann = vec_ann[owner.view(-1), torch.arange(p, device=device).repeat_interleave(h * w)]
         own_ann = own_ann.view(p, h, w, p - 1).permute(0, 3, 1, 2)  # [P, P-1, h, w]
-        norm_vec = (own_vec - pairwise_mean[..., None, None]) / pairwise_std[..., None, None]
-        out["pairwise"].append(norm_vec)
+        out["pairwise"].append(encode_offsets(own_vec, pairwise_mean, pairwise_std))
         out["pairwise_weight"].append((own_ann & positive[:, None]).float())
     return Targets(**{k: torch.stack(v) for k, v in out.items()})
-
-
-def pairwise_statistics(
-    keypoints: list[Tensor], annotated: list[Tensor], num_parts: int
-) -> tuple[Tensor, Tensor]:
-    """Mean and std [P, P−1, 2] of joint-to-joint vectors over a sample of people."""
-    others = other_parts(num_parts)
-    vecs, masks = [], []
-    for kp, ann in zip(keypoints, annotated, strict=True):
-        if len(kp):
-            vecs.append(kp[:, others, :] - kp[:, :, None, :])
-            masks.append(ann[:, others] & ann[:, :, None])
-    if not vecs:
-        raise ValueError("no annotated people to compute pairwise statistics from")
-    vec = torch.cat(vecs).float()  # [N, P, P-1, 2]
-    mask = torch.cat(masks).float()[..., None]
-    count = mask.sum(0).clamp(min=1)
-    mean = (vec * mask).sum(0) / count
-    var = ((vec - mean) ** 2 * mask).sum(0) / count
-    return mean, var.sqrt().clamp(min=1.0)

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from deepercut.data.load import load_dataset
+from deepercut.detection import NetworkDetector
 from deepercut.evaluate.dlc import DEFAULT_PCUTOFF, pixel_errors, predict_best_per_part
 from deepercut.model.io import load_model
-from deepercut.model.predict import Predictor
 
 
 def main() -> None:
@@ -39,12 +39,12 @@ def main() -> None:
     if not split.get("test"):
         raise SystemExit(f"{args.model} records no test split (not trained with --data)")
     train, test = dataset.split(test_names=split["test"])
-    predictor = Predictor(model)
+    detector = NetworkDetector(model)
     results = {}
     for name, subset in (("test", test), ("train", train)):
         started = time.perf_counter()
         images = [subset.image(i) for i in range(len(subset))]
-        predictions = predict_best_per_part(predictor, images)
+        predictions = predict_best_per_part(detector, images)
         truths = [r.keypoints for r in subset.records]
         errors = pixel_errors(predictions, truths, dataset.skeleton.parts)
         results[name] = {

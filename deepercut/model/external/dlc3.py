@@ -41,8 +41,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 # DeepLabCut 3's default ``locref_std`` is pose-tensorflow's.
+from deepercut.model.codecs import LOCREF_STD, decode_locref
 from deepercut.model.net import (
-    LOCREF_STD,
     STRIDE,
     DecodedMaps,
     DetectorOutput,
@@ -110,9 +110,7 @@ class DLC3PoseConfig:
         self.pixel_mean = tuple(float(v) for v in self.pixel_mean)  # type: ignore[assignment]
         self.pixel_std = tuple(float(v) for v in self.pixel_std)  # type: ignore[assignment]
         if self.model_name not in TIMM_RESNETS:
-            raise ValueError(
-                f"timm model {self.model_name!r} is not one of {sorted(TIMM_RESNETS)}"
-            )
+            raise ValueError(f"timm model {self.model_name!r} is not one of {sorted(TIMM_RESNETS)}")
         if self.output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {self.output_stride}")
         if self.num_parts < 1 or not self.heatmap_layers:
@@ -314,8 +312,6 @@ class DLC3PoseNet(nn.Module):
 
     def decode(self, out: DetectorOutput) -> DecodedMaps:
         """Scores as DeepLabCut's ``HeatmapPredictor`` gives them and offsets in pixels."""
-        b, p, h, w = out.scmap.shape
         heatmap = out.scmap.float()
         probs = torch.sigmoid(heatmap) if self.config.apply_sigmoid else heatmap.clamp(0, 1)
-        locref = out.locref.float().view(b, p, 2, h, w) * self.config.locref_std
-        return DecodedMaps(probs, locref, None)
+        return DecodedMaps(probs, decode_locref(out.locref, self.config.locref_std), None)

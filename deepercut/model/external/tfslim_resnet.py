@@ -38,8 +38,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from deepercut.model.codecs import LOCREF_STD
 from deepercut.model.net import (
-    LOCREF_STD,
     DecodedMaps,
     DetectorOutput,
     config_from_dict,
