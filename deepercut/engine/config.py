@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from deepercut.solvers import METHODS
 from deepercut.solvers.assemble import DEFAULT_MIN_PARTS
 from deepercut.tensorrt.compile import BACKENDS
+from deepercut.tensorrt.network import PRECISIONS
 from deepercut.tracking import OneEuroConfig, TrackerConfig
 from deepercut.types import Candidates, Frame
 
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
 #: default is the model's network; tests pass e.g. one that simulates candidates from ground
 #: truth.
 DetectFn = Callable[[Sequence[Frame]], list[Candidates]]
-
-PRECISIONS = ("fp16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -142,7 +141,7 @@ class EngineConfig:
     def _check_solving(self) -> None:
         for name, method in (("solver", self.solver), ("fallback", self.fallback)):
             if method is not None and method not in METHODS:
-                raise ValueError(f"{name}: unknown method {method!r}; choose one of {METHODS}")
+                raise ValueError(f"unknown {name} method {method!r}; choose one of {METHODS}")
         if self.ray_address and self.workers == 0 and self.detector_actors == 0:
             raise ValueError("a Ray address needs workers >= 1 (workers=0 solves in-process)")
 
@@ -159,7 +158,7 @@ class EngineConfig:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
         if self.precision is not None and self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
 
     def _check_identities(self) -> None:
         if not isinstance(self.track, bool | TrackerConfig):

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 FILE_QUEUE_SIZE = 32
 
 
-class Detected(NamedTuple):
+class DetectedFrame(NamedTuple):
     """A detected frame on its way to the solvers."""
 
     index: int
@@ -94,7 +94,7 @@ class DriverFeed:
         live: bool,
         batch_size: int,
         live_batch_size: int,
-    ) -> Generator[list[Detected], None, None]:
+    ) -> Generator[list[DetectedFrame], None, None]:
         """Detected batches; an empty list after each idle poll interval. Closes ``frames`` at
         the end if ``owned``."""
         prefetch: Background | NewestFrames
@@ -122,13 +122,13 @@ class DriverFeed:
             prefetch.join()
             detection.join()
 
-    def _file(self, prefetch: Background, batch_size: int) -> Iterator[list[Detected]]:
+    def _file(self, prefetch: Background, batch_size: int) -> Iterator[list[DetectedFrame]]:
         """The detection thread's work in file mode: full batches through the detector."""
         for batch in file_batches(prefetch, batch_size, self.stats):
             if batch:
                 yield self._detect(batch)
 
-    def _live(self, newest: NewestFrames) -> Iterator[list[Detected]]:
+    def _live(self, newest: NewestFrames) -> Iterator[list[DetectedFrame]]:
         """The detection thread's work in live mode: whatever newest frames wait, at once."""
         stats = self.stats
         while True:
@@ -141,12 +141,12 @@ class DriverFeed:
             if batch:
                 yield self._detect(batch)  # type: ignore[arg-type]
 
-    def _detect(self, batch: list[Received]) -> list[Detected]:
+    def _detect(self, batch: list[Received]) -> list[DetectedFrame]:
         with self.stats.timed("detect"):
             found = self.detect([frame for frame, _ in batch])
         self.stats.frames += len(batch)
         return [
-            Detected(f.index, f.pts, received, f.image if self.keep_images else None, c)
+            DetectedFrame(f.index, f.pts, received, f.image if self.keep_images else None, c)
             for (f, received), c in zip(batch, found, strict=True)
         ]
 
@@ -158,7 +158,7 @@ def sharded_feed(
     stop: int | None,
     stride: int,
     stats: EngineStats,
-) -> Generator[list[Detected], None, None]:
+) -> Generator[list[DetectedFrame], None, None]:
     """Chunks detected by the detector actors, in frame order (waiting for them counts as
     ``detect``); an empty list after each idle poll interval."""
     chunks = sharded.run(path, start, stop, stride, idle_s=POLL_S)
@@ -169,4 +169,4 @@ def sharded_feed(
             return
         received = time.perf_counter()
         stats.frames += len(chunk)
-        yield [Detected(index, pts, received, None, c) for index, pts, c in chunk]
+        yield [DetectedFrame(index, pts, received, None, c) for index, pts, c in chunk]

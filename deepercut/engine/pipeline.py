@@ -49,10 +49,17 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from deepercut.engine.actors import RayUnavailable, connect_ray
 from deepercut.engine.backend import NetworkDetector
 from deepercut.engine.config import DetectFn, EngineConfig
-from deepercut.engine.feed import Detected, DriverFeed, is_file, sharded_feed, source_queue_size
-from deepercut.engine.pool import RayUnavailable, Result, SolverPool, connect_ray
+from deepercut.engine.feed import (
+    DetectedFrame,
+    DriverFeed,
+    is_file,
+    sharded_feed,
+    source_queue_size,
+)
+from deepercut.engine.pool import Result, SolverPool
 from deepercut.engine.sources import Source, SourceStats, open_source
 from deepercut.engine.stats import EngineStats, FrameResult
 from deepercut.solvers.frame_solver import FrameSolver
@@ -327,7 +334,7 @@ class Engine:
 
     def _feed(
         self, source: SourceLike, spec: bool, selection: dict[str, Any], keep_images: bool
-    ) -> tuple[Any, Generator[list[Detected], None, None], bool]:
+    ) -> tuple[Any, Generator[list[DetectedFrame], None, None], bool]:
         """``(frames, detected batches, live)``: the frames the engine reads (``None`` when
         detector actors decode the file themselves)."""
         config = self.config
@@ -368,7 +375,7 @@ class Engine:
     def _solve(
         self,
         pool: SolverPool,
-        detected: Generator[list[Detected], None, None],
+        detected: Generator[list[DetectedFrame], None, None],
         frames: Any,
         spec: bool,
         live: bool,
@@ -390,13 +397,7 @@ class Engine:
                 # A source that gives up (or a failed detection) ends the stream, but the
                 # frames already in the pool are solved and handed back before the error.
                 failure = error
-            drain = pool.drain()
-            while True:
-                with stats.timed("solve"):
-                    result = next(drain, None)
-                if result is None:
-                    break
-                yield from order.hand_back([result])
+            yield from self._drain(pool, order)
             finished = True
             if failure is not None:
                 raise failure
@@ -408,6 +409,16 @@ class Engine:
             if not finished:
                 pool.discard()
             stats.wall_s = time.perf_counter() - order.started
+
+    def _drain(self, pool: SolverPool, order: _InOrder) -> Iterator[FrameResult]:
+        """Everything left in the pool, in order (waiting for it counts as ``solve``)."""
+        drain = pool.drain()
+        while True:
+            with self.stats.timed("solve"):
+                result = next(drain, None)
+            if result is None:
+                return
+            yield from order.hand_back([result])
 
     def _start_stream(self, pool: SolverPool, live: bool) -> None:
         """A new stream: the pool in this mode, fresh post-processing (or temporal) state."""
@@ -421,7 +432,7 @@ class Engine:
         self.stats.pool = pool.stats
 
     @staticmethod
-    def _submit(pool: SolverPool, batch: list[Detected], order: _InOrder) -> list[Result]:
+    def _submit(pool: SolverPool, batch: list[DetectedFrame], order: _InOrder) -> list[Result]:
         """A detected batch into the pool; the results ready now. An empty batch (the feed
         was idle) collects what the actors finished meanwhile."""
         results: list[Result] = []
@@ -454,10 +465,10 @@ class _InOrder:
         self.postprocess = postprocess
         self.frames = frames
         self.count_source = count_source
-        self.sent: deque[Detected] = deque()
+        self.sent: deque[DetectedFrame] = deque()
         self.started = time.perf_counter()
 
-    def expect(self, frame: Detected) -> None:
+    def expect(self, frame: DetectedFrame) -> None:
         self.sent.append(frame)
 
     def hand_back(self, results: list[Result]) -> Iterator[FrameResult]:
