@@ -62,13 +62,13 @@ from deepercut.engine.feed import (
 from deepercut.engine.pool import Result, SolverPool
 from deepercut.engine.sources import Source, SourceStats, open_source
 from deepercut.engine.stats import EngineStats, FrameResult
+from deepercut.model.io import Model, load_model
 from deepercut.solvers.frame_solver import FrameSolver
 from deepercut.tracking import Chain, OneEuroSmoother, PoseTracker
+from deepercut.types import Frame, Poses
 
 if TYPE_CHECKING:
     from deepercut.engine.sharded import ShardedDetector
-from deepercut.model.io import Model, load_model
-from deepercut.types import Frame, Poses
 
 log = logging.getLogger(__name__)
 
