@@ -3,8 +3,8 @@
 In this process (:class:`DriverFeed`), decoding hand-off and detection run in two threads
 (the network releases the GIL), so the caller keeps collecting and handing back solved frames
 while the next batch is being detected; one detected batch waits at most, so backpressure
-reaches the source. File mode detects full batches (:func:`~deepercut.engine.batching.
-file_batches`); live mode whatever newest frames wait
+reaches the source. File mode detects full batches
+(:func:`~deepercut.engine.batching.file_batches`); live mode whatever newest frames wait
 (:class:`~deepercut.engine.batching.NewestFrames`), the next batch taken only once the
 previous one was handed over. With detector actors, :func:`sharded_feed` yields their chunks
 instead.
