@@ -15,7 +15,7 @@ With ``--detector``, the videos are rendered and the candidates come from the bu
 model stays the one fitted on simulated candidates.
 
 Modes, on the same candidates: ``online`` = the per-frame ``3stage`` solve +
-:class:`~deepercut.engine.tracking.PoseTracker`; ``temporal`` = the joint temporal multicut
+:class:`~deepercut.tracking.PoseTracker`; ``temporal`` = the joint temporal multicut
 (:class:`~deepercut.solvers.temporal.TemporalFrameSolver`, ``K`` earlier frames, exact).
 Metrics (:mod:`deepercut.evaluate.mot`): MOTA, IDF1, ID switches per 100 frames, and the
 median time per frame (solve + tracking).
@@ -47,7 +47,6 @@ from deepercut.data.synthetic_tracks import (
     walking_tracks,
 )
 from deepercut.detection import NetworkDetector
-from deepercut.engine.tracking import PoseTracker
 from deepercut.evaluate.mot import MotAccumulator, MotSummary, combine
 from deepercut.model.io import load_model
 from deepercut.model.pairwise import PairwiseModel
@@ -55,6 +54,7 @@ from deepercut.model.temporal_costs import TemporalModel
 from deepercut.skeleton import MPII14
 from deepercut.solvers.frame_solver import FrameSolver
 from deepercut.solvers.temporal import TemporalFrameSolver
+from deepercut.tracking import PoseTracker
 from deepercut.types import Candidates, Frame
 
 IMAGE_HW = (480, 640)
@@ -170,8 +170,13 @@ def main() -> int:
                 pooled[mode].append(summary)
                 times[mode] += t
                 rows.append(
-                    {"people": people, "seed": seed, "mode": mode,
-                     "ms_median": round(1e3 * float(np.median(t)), 2), **summary.to_dict()}
+                    {
+                        "people": people,
+                        "seed": seed,
+                        "mode": mode,
+                        "ms_median": round(1e3 * float(np.median(t)), 2),
+                        **summary.to_dict(),
+                    }
                 )
                 print(
                     f"{people:2d} people seed {seed} {mode:8s} MOTA {summary.mota:.3f} "
@@ -180,20 +185,28 @@ def main() -> int:
                     file=sys.stderr,
                 )
     overall = {
-        mode: {**combine(pooled[mode]).to_dict(),
-               "ms_median": round(1e3 * float(np.median(times[mode])), 2)}
+        mode: {
+            **combine(pooled[mode]).to_dict(),
+            "ms_median": round(1e3 * float(np.median(times[mode])), 2),
+        }
         for mode in pooled
     }
     result = {
         "settings": {
-            "people": args.people, "frames": args.frames, "seeds": args.seeds,
-            "temporal_k": args.temporal, "image_hw": list(IMAGE_HW),
+            "people": args.people,
+            "frames": args.frames,
+            "seeds": args.seeds,
+            "temporal_k": args.temporal,
+            "image_hw": list(IMAGE_HW),
             "candidates": "bundled detector" if args.detector else f"simulated ({args.noise})",
             "noise": args.noise,
             "solver": "3stage (online) / exact joint (temporal)",
         },
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": sys.version.split()[0]},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+        },
         "wall_s": round(time.perf_counter() - started, 1),
         "overall": overall,
         "rows": rows,

@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "CorruptStreamError": "deepercut.streams",
     "Engine": "deepercut.engine.pipeline",
+    "EngineConfig": "deepercut.engine.config",
     "load_model": "deepercut.model.io",
     "read_poses": "deepercut.streams",
     "solve": "deepercut.solvers",
@@ -31,6 +32,7 @@ __all__ = [
     "Candidates",
     "CorruptStreamError",
     "Engine",
+    "EngineConfig",
     "Frame",
     "Poses",
     "Problem",

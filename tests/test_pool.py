@@ -19,7 +19,8 @@ from engine_support import (
 )
 
 from deepercut.data.synthetic import generate_video
-from deepercut.engine.pool import SolverPool, _check_reachable
+from deepercut.engine.actors import _check_reachable
+from deepercut.engine.pool import SolverPool
 from deepercut.skeleton import MPII14
 from deepercut.solvers.frame_solver import FrameSolver
 from deepercut.types import Candidates

@@ -24,12 +24,11 @@ from deepercut.data.synthetic import write_png
 from deepercut.data.synthetic_tracks import crossing, leave_and_return, simulated_sequence
 from deepercut.engine.pipeline import Engine
 from deepercut.engine.pool import SolverPool
-from deepercut.engine.smoothing import OneEuroConfig, OneEuroSmoother
-from deepercut.engine.tracking import PoseTracker, TrackerConfig
 from deepercut.evaluate.mot import MotAccumulator, pose_similarity
 from deepercut.skeleton import MPII14
 from deepercut.solvers.frame_solver import FrameSolver
 from deepercut.streams import read_poses
+from deepercut.tracking import OneEuroConfig, OneEuroSmoother, PoseTracker, TrackerConfig
 from deepercut.types import Candidates, Poses
 
 HW = (240, 320)

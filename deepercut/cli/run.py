@@ -33,9 +33,11 @@ from tqdm import tqdm
 
 from deepercut.cli.args import parse_hw, parse_wh
 from deepercut.detection import BACKENDS
-from deepercut.engine.pipeline import Engine, FrameResult, source_queue_size
+from deepercut.engine.config import EngineConfig
+from deepercut.engine.feed import source_queue_size
+from deepercut.engine.pipeline import Engine
 from deepercut.engine.render import ImageFolderRenderer, VideoRenderer, draw_poses, is_video_path
-from deepercut.engine.smoothing import OneEuroConfig
+from deepercut.engine.stats import FrameResult
 from deepercut.io.redact import redact_url
 from deepercut.outputs import refuse_overwriting_inputs
 from deepercut.skeleton import Skeleton
@@ -43,6 +45,7 @@ from deepercut.solvers import METHODS
 from deepercut.solvers.assemble import DEFAULT_MIN_PARTS
 from deepercut.sources import Source, known_fps, list_images, open_source
 from deepercut.streams import PoseWriter, TcpSink, make_header
+from deepercut.tracking import OneEuroConfig
 
 _STATUS_EVERY_S = 0.5  # live status line refresh
 
@@ -186,8 +189,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the engine on ``args.source``; returns the exit code."""
-    if args.workers < 0:
-        raise ValueError(f"--workers must be >= 0, got {args.workers}")
+    config = engine_config(args)  # checks the settings before anything is opened
     realtime: bool | float = False
     if args.realtime is not None:
         realtime = True if args.realtime < 0 else args.realtime
@@ -212,28 +214,7 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         engine = stack.enter_context(
-            Engine(
-                args.model,
-                solver=args.solver,
-                workers=args.workers,
-                ray_address=args.ray_address,
-                backend=args.backend,
-                device=args.device,
-                precision=args.precision,
-                batch_size=args.batch_size,
-                live_batch_size=args.live_batch,
-                live=source.is_live,
-                input_hw=args.input_size,
-                time_limit=args.time_limit,
-                max_people=args.max_people,
-                min_parts=args.min_parts,
-                max_in_flight=args.max_in_flight,
-                detector_actors=args.detector_actors,
-                track=args.track if args.track is not None else not os.path.isdir(args.source),
-                smooth=_smoothing(args.smooth, source.fps),
-                temporal=args.temporal,
-                temporal_model=args.temporal_model,
-            )
+            Engine(config, live=source.is_live, smooth=_smoothing(args.smooth, source.fps))
         )
         detector = f"{engine.backend} ({engine.backend_reason}) on {engine.device}"
         if args.detector_actors:
@@ -300,6 +281,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def engine_config(args: argparse.Namespace) -> EngineConfig:
+    """The engine settings of ``deepercut run``'s arguments (those that do not depend on the
+    opened source: ``live`` and ``smooth`` come with it)."""
+    return EngineConfig(
+        model=args.model,
+        solver=args.solver,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        backend=args.backend,
+        device=args.device,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        live_batch_size=args.live_batch,
+        input_hw=args.input_size,
+        time_limit=args.time_limit,
+        max_people=args.max_people,
+        min_parts=args.min_parts,
+        max_in_flight=args.max_in_flight,
+        detector_actors=args.detector_actors,
+        track=args.track if args.track is not None else not os.path.isdir(args.source),
+        temporal=args.temporal,
+        temporal_model=args.temporal_model,
+    )
+
+
 def _footer_counts(engine: Engine, source: Source) -> dict[str, Any]:
     """The run's counters for the stream footer: the engine's, and the source's under
     ``source`` (its integer counters, whatever they are)."""
@@ -313,10 +319,9 @@ def _footer_counts(engine: Engine, source: Source) -> dict[str, Any]:
 
 
 def _smoothing(min_cutoff: float | None, fps: float) -> OneEuroConfig | bool:
+    """``--smooth``'s One-Euro settings at the source's frame rate (``False``: off)."""
     if min_cutoff is None:
         return False
-    if not min_cutoff > 0:
-        raise ValueError(f"--smooth needs a positive cut-off in Hz, got {min_cutoff}")
     return OneEuroConfig(min_cutoff=min_cutoff, fps=known_fps(fps))
 
 

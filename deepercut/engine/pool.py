@@ -36,13 +36,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from deepercut.engine.actors import (
+    HEALTH_INTERVAL_S,
+    connect_ray,
+    dead_ray_nodes,
+    import_ray,
+    node_id,
+    replace_actor,
+)
 from deepercut.types import Candidates, Poses
 
 log = logging.getLogger(__name__)
@@ -50,9 +57,6 @@ log = logging.getLogger(__name__)
 #: A frame solver: ``(index, pts, candidates) -> Poses`` (e.g. a
 #: :class:`~deepercut.solvers.frame_solver.FrameSolver`; must pickle for Ray).
 SolveFn = Callable[[int, float, Candidates], Poses]
-
-#: How often a driver waiting for results checks the actors' health (seconds).
-HEALTH_INTERVAL_S = 1.0
 
 #: One output of the pool: a frame index and its poses (``None`` = dropped in live mode).
 Result = tuple[int, Poses | None]
@@ -498,28 +502,26 @@ class _RayActors:
     def _replace(self, slot: int, cause: BaseException) -> None:
         """A new actor in ``slot``; the frames the dead one held go out again."""
         stats = self.stats
-        if stats.actor_restarts >= self._max_restarts:
-            raise RuntimeError(
-                f"solver actors died {stats.actor_restarts + 1} times; giving up. Last error: "
-                f"{cause}"
-            )
-        if node_died(self._ray, self._nodes[slot], self._nodes):
-            self._retire(slot, "lost its Ray node")  # a replacement would never start there
+        lost = self._held[slot]
+        replaced = replace_actor(
+            self._ray,
+            self.actors,
+            self._nodes,
+            slot,
+            cause,
+            kind="solver",
+            restarts=stats.actor_restarts,
+            max_restarts=self._max_restarts,
+            make=lambda: self._actor_class.remote(self._solver),
+            detail=f" and resubmitting {len(lost)} frames",
+        )
+        if not replaced:
+            self._retire(slot, "lost its Ray node")
             return
         stats.actor_restarts += 1
-        lost = self._held[slot]
         self._held[slot] = {}
         for ref in [r for r, (s, _) in self._owner.items() if s == slot]:
             del self._owner[ref]
-        log.warning(
-            "solver actor %d died (%s); replacing it and resubmitting %d frames",
-            slot,
-            type(cause).__name__,
-            len(lost),
-        )
-        self._ray.kill(self.actors[slot], no_restart=True)
-        self.actors[slot] = self._actor_class.remote(self._solver)
-        self._nodes[slot] = None  # unknown until it runs; a stall retires it meanwhile
         for index, (_, pts, candidates) in sorted(lost.items()):
             stats.resubmitted += 1
             self.dispatch(index, pts, candidates)
@@ -532,116 +534,3 @@ class _RayActors:
         if self._started_ray:
             self._ray.shutdown()
             self._started_ray = False
-
-
-class RayUnavailable(RuntimeError):
-    """Ray cannot be imported, or a local Ray cannot be started (a caller that asked for no
-    particular cluster may then solve in-process)."""
-
-
-def dead_ray_nodes(ray: Any, known: list[str | None]) -> set[str | None]:
-    """Ids of the cluster's nodes that Ray reports dead; with ``None`` (an actor whose node is
-    not known yet) when no node is alive, and all of ``known`` when Ray cannot tell (its GCS
-    is gone)."""
-    try:
-        nodes = ray.nodes()
-    except Exception as exc:
-        log.debug("ray.nodes() failed: %s", exc)
-        return {None, *known}
-    dead: set[str | None] = {n["NodeID"] for n in nodes if not n.get("Alive", False)}
-    if not any(n.get("Alive", False) for n in nodes):
-        dead.add(None)
-    return dead
-
-
-#: How long an actor's death is given to show up as its node's death in Ray's node table.
-NODE_DEATH_GRACE_S = 2.0
-
-
-def node_died(ray: Any, node: str | None, known: list[str | None]) -> bool:
-    """Whether ``node`` (where an actor just died) is dead, or no node is left, waiting up to
-    :data:`NODE_DEATH_GRACE_S` for Ray to notice (the actor's death can come first)."""
-    deadline = time.monotonic() + NODE_DEATH_GRACE_S
-    while True:
-        dead = dead_ray_nodes(ray, known)
-        if node in dead or None in dead:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
-
-
-def node_id() -> str:
-    """The id of the Ray node this (actor) process runs on."""
-    import ray
-
-    return ray.get_runtime_context().get_node_id()
-
-
-def import_ray(needed_for: str) -> Any:
-    """The ``ray`` module, or a :class:`RayUnavailable` saying what needs it."""
-    try:
-        import ray
-    except ImportError as exc:
-        raise RayUnavailable(
-            f"{needed_for} needs Ray, which cannot be imported ({exc}); pip install ray, or "
-            "solve in-process"
-        ) from exc
-    return ray
-
-
-def connect_ray(
-    address: str | None,
-    *,
-    num_cpus: float,
-    log_to_driver: bool = False,
-    ray_init_kwargs: dict[str, Any] | None = None,
-) -> bool:
-    """Make sure Ray is initialised: an already initialised Ray is used as it is; otherwise
-    connect to ``address``, or start a local Ray with ``num_cpus`` CPUs (and its GPUs).
-
-    Returns:
-        Whether this call started or connected Ray (the caller then shuts it down).
-    """
-    ray = import_ray("a Ray cluster")
-    if ray.is_initialized():
-        return False
-    init: dict[str, Any] = {
-        "log_to_driver": log_to_driver,
-        "logging_level": logging.WARNING,
-        **(ray_init_kwargs or {}),
-    }
-    if address:
-        _check_reachable(address)
-        init["address"] = address
-    else:
-        # "local": a new Ray of our own, never a stale or foreign one found on disk.
-        init.setdefault("address", "local")
-        init.setdefault("num_cpus", num_cpus)
-        init.setdefault("include_dashboard", False)
-    try:
-        ray.init(**init)
-    except ConnectionError as exc:
-        # Ray's message hides the reason (often token authentication) in the cause.
-        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
-        raise RuntimeError(f"cannot connect to Ray at {address!r}: {exc}{cause}") from exc
-    except Exception as exc:
-        if address:
-            raise
-        # A local Ray fails in many ways (no writable temp dir, ports, a broken install);
-        # stop whatever part of it did start.
-        with contextlib.suppress(Exception):
-            ray.shutdown()
-        raise RayUnavailable(f"cannot start a local Ray: {type(exc).__name__}: {exc}") from exc
-    return True
-
-
-def _check_reachable(address: str) -> None:
-    """Fail fast on a ``HOST:PORT`` nobody listens on (``ray.init`` would retry for minutes)."""
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not port.isdigit():
-        return  # "auto", or a form Ray resolves itself
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=5.0).close()
-    except OSError as exc:
-        raise RuntimeError(f"cannot reach the Ray cluster at {address!r}: {exc}") from exc

@@ -8,7 +8,7 @@ order into the solver pool. Only compact candidates travel; images never leave t
 decoded them. Every actor opens the file itself, so it must be at the same path on every node
 (a shared file system). A detector actor that dies is replaced and its chunk detected again.
 Waiting for a chunk never hangs: the actors' Ray nodes are checked every
-:data:`~deepercut.engine.pool.HEALTH_INTERVAL_S` while waiting, and a lost node, or no chunk
+:data:`~deepercut.engine.actors.HEALTH_INTERVAL_S` while waiting, and a lost node, or no chunk
 done for ``stall_timeout`` seconds, ends the run with a :class:`RuntimeError`.
 """
 
@@ -27,12 +27,12 @@ import av
 import numpy as np
 
 from deepercut.detection import NetworkDetector
-from deepercut.engine.pool import (
+from deepercut.engine.actors import (
     HEALTH_INTERVAL_S,
     dead_ray_nodes,
     import_ray,
-    node_died,
     node_id,
+    replace_actor,
 )
 from deepercut.model.io import Model
 from deepercut.sources import open_source
@@ -128,7 +128,7 @@ class _DetectorActor:
 
 class ShardedDetector:
     """Detector actors over a Ray cluster; Ray must be initialised (see
-    :func:`~deepercut.engine.pool.connect_ray`).
+    :func:`~deepercut.engine.actors.connect_ray`).
 
     Args:
         model: the detector (sent once to each actor).
@@ -260,17 +260,20 @@ class ShardedDetector:
             raise RuntimeError(f"detector actors finished no chunk in {self.stall_timeout:g} s")
 
     def _replace(self, slot: int, cause: BaseException) -> None:
-        if self.restarts >= self._max_restarts:
-            raise RuntimeError(f"detector actors died {self.restarts + 1} times: {cause}")
-        if node_died(self._ray, self._nodes[slot], self._nodes):
-            # Also, the model sent to a replacement would go into the object store of a dead
-            # node, and Ray kills a driver whose object is lost.
+        replaced = replace_actor(
+            self._ray,
+            self.actors,
+            self._nodes,
+            slot,
+            cause,
+            kind="detector",
+            restarts=self.restarts,
+            max_restarts=self._max_restarts,
+            make=lambda: self._actor_class.remote(*self._args),
+        )
+        if not replaced:
             raise RuntimeError(f"the Ray node of detector actor {slot} died mid-run")
         self.restarts += 1
-        log.warning("detector actor %d died (%s); replacing it", slot, type(cause).__name__)
-        self._ray.kill(self.actors[slot], no_restart=True)
-        self.actors[slot] = self._actor_class.remote(*self._args)
-        self._nodes[slot] = None  # unknown until it runs
 
     def close(self) -> None:
         for actor in self.actors:

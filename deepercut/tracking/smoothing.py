@@ -39,8 +39,9 @@ class OneEuroConfig:
     forget_s: float = 2.0
 
     def __post_init__(self) -> None:
-        if not (self.min_cutoff > 0 and self.d_cutoff > 0 and self.fps > 0):
-            raise ValueError("min_cutoff, d_cutoff and fps must be positive")
+        for name in ("min_cutoff", "d_cutoff", "fps"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.beta < 0 or self.forget_s <= 0:
             raise ValueError("beta must be >= 0 and forget_s > 0")
 
@@ -73,9 +74,7 @@ class OneEuroSmoother:
         """The poses with the keypoints of tracked people smoothed (scores unchanged)."""
         cfg = self.config
         now = poses.pts if math.isfinite(poses.pts) else poses.frame / cfg.fps
-        self._states = {
-            k: s for k, s in self._states.items() if now - s.time <= cfg.forget_s
-        }
+        self._states = {k: s for k, s in self._states.items() if now - s.time <= cfg.forget_s}
         keypoints = np.array(poses.keypoints, np.float32, copy=True)
         for m, track in enumerate(np.asarray(poses.track_id).tolist()):
             if track < 0:
@@ -89,9 +88,7 @@ class OneEuroSmoother:
             fresh = np.isnan(state.value) & np.isfinite(xy)  # (re)appearing parts restart
             speed = (xy - state.value) / dt
             speed = np.where(fresh, 0.0, speed)
-            speed = state.speed + _alpha(cfg.d_cutoff, dt) * (
-                np.nan_to_num(speed) - state.speed
-            )
+            speed = state.speed + _alpha(cfg.d_cutoff, dt) * (np.nan_to_num(speed) - state.speed)
             cutoff = cfg.min_cutoff + cfg.beta * np.linalg.norm(speed, axis=-1, keepdims=True)
             smoothed = state.value + _alpha(cutoff, dt) * (xy - state.value)
             smoothed = np.where(fresh, xy, smoothed)  # NaN where the part is absent now
