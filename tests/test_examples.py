@@ -118,6 +118,8 @@ def test_ray_cluster_example_on_two_local_nodes(workdir: Path, tmp_path: Path) -
     # A token-authenticated throwaway cluster; --block keeps each node in the foreground, so
     # terminating the process stops exactly that node (no `ray stop` of unrelated clusters).
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    # The nodes' workers and the driver import this checkout, not whatever is installed.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(EXAMPLES.parent), env.get("PYTHONPATH")]))
     common = ["--num-cpus=1", "--block", "--disable-usage-stats"]
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
     nodes = [

@@ -9,6 +9,8 @@ from deepercut.skeleton import Skeleton
 from deepercut.solvers import METHODS, Problem, Solution, cpsat, solve, tiny
 from deepercut.solvers import exact as exact_solver
 from deepercut.solvers.brute import brute_force
+from deepercut.solvers.heuristic import heuristic_assignment
+from deepercut.solvers.instance import instance_from_problem
 
 TOL = 1e-4  # CP-SAT optimises costs rounded to 1e-6; a handful of terms per tiny instance
 
@@ -369,3 +371,42 @@ def test_a_node_with_a_negative_label_is_kept_but_may_take_its_positive_one():
     sol = solve(problem, "exact")
     assert sol.status == "optimal" and sol.objective == pytest.approx(optimum, abs=TOL)
     assert sol.label.tolist() == [1, 1, -1] and sol.objective == pytest.approx(0.5 + 0.2 - 3.0)
+
+
+def test_fixed_variables_keep_their_values_in_later_solves():
+    # solve_exact fixes the variables of components it has settled; a fix must bind both ways
+    # (1 and 0, each literal its own variable), here against the optimum (0 and 1 joined, 2
+    # suppressed).
+    unary = np.array([[0.5], [2.0], [3.0]])
+    problem = Problem(unary=unary, edges=np.array([[0, 1]]), pair_cost=np.array([[[-3.0]]]))
+    model = exact_solver.SplpModel(instance_from_problem(problem))
+    free = cpsat.solve_proto(model.proto, 10.0, 1).solution
+    y01 = int(model.y_var[0])
+    assert free[[0, 1, 2, y01]].tolist() == [1, 1, 0, 1]
+    model.fix(np.array([0, 2, y01]), np.array([0, 1, 0]))
+    fixed = cpsat.solve_proto(model.proto, 10.0, 1).solution
+    # 1 stays suppressed: alone it costs more kept than suppressed.
+    assert fixed[[0, 1, 2, y01]].tolist() == [0, 0, 1, 0]
+
+
+def test_heuristic_returns_minus_one_for_suppressed_nodes_and_compact_cluster_ids():
+    # Node 1 costs more kept than anything it can join; 0 and 2 attract. From singletons and
+    # from a given start (with a stale cluster id on the suppressed node) alike, the result
+    # numbers clusters 0..M-1 by first appearance and gives suppressed nodes -1.
+    problem = Problem(
+        unary=np.array([[-1.0], [5.0], [-1.0], [-1.0]]),
+        edges=np.array([[0, 2], [0, 1]]),
+        pair_cost=np.array([[[-2.0]], [[-1.0]]]),
+    )
+    inst = instance_from_problem(problem)
+    state, cluster = heuristic_assignment(inst)
+    assert state.tolist() == [0, -1, 2, 3] and cluster.tolist() == [0, -1, 0, 1]
+    start_state, start_cluster = np.array([0, -1, 2, 3]), np.array([7, 3, 7, 5])
+    state, cluster = heuristic_assignment(inst, start_state, start_cluster)
+    assert state.tolist() == [0, -1, 2, 3] and cluster.tolist() == [0, -1, 0, 1]
+    # No nodes: empty integer arrays (callers index with them).
+    empty = instance_from_problem(
+        Problem(unary=np.zeros((0, 2)), edges=np.zeros((0, 2)), pair_cost=np.zeros((0, 2, 2)))
+    )
+    for out in heuristic_assignment(empty):
+        assert out.shape == (0,) and out.dtype == np.int64
