@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from deepercut.cli.args import parse_hw, parse_wh
 from deepercut.engine.backend import BACKENDS
+from deepercut.engine.dynamic_crop import CropConfig
 from deepercut.engine.frame_rate import known_fps
 from deepercut.engine.pipeline import Engine, FrameResult, source_queue_size
 from deepercut.engine.render import ImageFolderRenderer, VideoRenderer, draw_poses, is_video_path
@@ -152,6 +153,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="live mode: newest frames detected at once (default: 1 on CPU, --batch-size on CUDA)",
     )
+    p.add_argument(
+        "--dynamic-crop",
+        type=int,
+        nargs="?",
+        const=CropConfig.margin,
+        default=None,
+        metavar="MARGIN",
+        help="single/few animals: detect in a crop around the animals of the previous frames, "
+        "MARGIN pixels wider on each side (default %(const)s); the full frame when they are "
+        "lost",
+    )
     p.add_argument("--start", type=int, default=0, help="first frame index")
     p.add_argument("--stop", type=int, default=None, help="frame index to stop before")
     p.add_argument("--stride", type=int, default=1, help="every N-th frame")
@@ -234,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
                 smooth=_smoothing(args.smooth, source.fps),
                 temporal=args.temporal,
                 temporal_model=args.temporal_model,
+                dynamic_crop=_dynamic_crop(args.dynamic_crop),
             )
         )
         detector = f"{engine.backend} ({engine.backend_reason}) on {engine.device}"
@@ -311,6 +324,14 @@ def _footer_counts(engine: Engine, source: Source) -> dict[str, Any]:
             k: v for k, v in dataclasses.asdict(source_stats).items() if isinstance(v, int)
         }
     return counts
+
+
+def _dynamic_crop(margin: int | None) -> CropConfig | bool:
+    if margin is None:
+        return False
+    if margin < 0:
+        raise ValueError(f"--dynamic-crop needs a margin >= 0 pixels, got {margin}")
+    return CropConfig(margin=margin)
 
 
 def _smoothing(min_cutoff: float | None, fps: float) -> OneEuroConfig | bool:

@@ -57,6 +57,7 @@ import numpy as np
 import torch
 
 from deepercut.engine.backend import NetworkDetector
+from deepercut.engine.dynamic_crop import CropConfig, CropStats, DynamicCropDetector
 from deepercut.engine.pool import PoolStats, RayUnavailable, Result, SolverPool, connect_ray
 from deepercut.engine.smoothing import OneEuroConfig, OneEuroSmoother
 from deepercut.engine.sources import Source, SourceStats, open_source
@@ -139,6 +140,7 @@ class EngineStats:
         wall_s: run time so far.
         latencies: recent per-frame latencies in seconds (at most :data:`LATENCY_WINDOW`).
         pool: the solver pool's counters (restarts, resubmissions, window).
+        crop: dynamic cropping's counts (frames cropped / full / fallbacks), when it is on.
     """
 
     frames: int = 0
@@ -155,6 +157,7 @@ class EngineStats:
     wall_s: float = 0.0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     pool: PoolStats = field(default_factory=PoolStats)
+    crop: CropStats | None = None
 
     @property
     def dropped(self) -> int:
@@ -206,6 +209,7 @@ class EngineStats:
                 f"latency p50 {self.latency_ms(0.5):.0f} ms, p99 {self.latency_ms(0.99):.0f} ms",
                 f"solver: {statuses}; heuristic fallbacks {self.fallbacks}{faults}",
                 f"time per stage: {stages}; solver CPU {self.solver_cpu_s:.1f} s",
+                *([self.crop.summary()] if self.crop is not None else []),
             ]
         )
 
@@ -245,6 +249,7 @@ class EngineStats:
                 "p99": round(self.latency_ms(0.99), 2),
             },
             "pool": self.pool.to_dict(),
+            **({"crop": self.crop.to_dict()} if self.crop is not None else {}),
         }
 
 
@@ -325,6 +330,10 @@ class Engine:
         temporal_model: the temporal cost model (a
             :class:`~deepercut.model.temporal_costs.TemporalModel` or an ``.npz`` path); default:
             the bundled one.
+        dynamic_crop: detect in a crop around the animals of the previous frames (a
+            :class:`~deepercut.engine.dynamic_crop.CropConfig` for its settings; see
+            :mod:`deepercut.engine.dynamic_crop`), for single- and few-animal video. Not with
+            ``detector_actors``.
     """
 
     def __init__(
@@ -359,6 +368,7 @@ class Engine:
         smooth: bool | OneEuroConfig = False,
         temporal: int = 0,
         temporal_model: TemporalModel | str | os.PathLike[str] | None = None,
+        dynamic_crop: bool | CropConfig = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -446,6 +456,31 @@ class Engine:
             self.device = torch.device("cpu")
             self.input_hw = tuple(input_hw or self.model.input_hw)
         self.live_batch_size = live_batch_size or (batch_size if self.device.type == "cuda" else 1)
+        if dynamic_crop is not False:
+            if detector_actors:
+                raise ValueError("dynamic cropping runs in the driver, not in detector actors")
+
+            def crop_detector(hw: tuple[int, int]) -> Detector:
+                if detector is not None:  # a custom detector takes any image size
+                    return detector
+                return NetworkDetector(
+                    self.model,
+                    input_hw=hw,
+                    params=candidate_params,
+                    device=self.device,
+                    backend=self.backend,
+                    batch_size=batch_size,
+                    precision=precision,
+                    threads=threads,
+                )
+
+            self.detector = DynamicCropDetector(
+                self.detector,
+                crop_detector,
+                dynamic_crop if isinstance(dynamic_crop, CropConfig) else CropConfig(),
+                self.skeleton.num_parts,
+                input_hw=None if detector is not None else self.input_hw,
+            )
 
     # ------------------------------------------------------------------ lifetime
 
@@ -605,6 +640,8 @@ class Engine:
             live = self.live if self.live is not None else bool(getattr(frames, "is_live", False))
             detected = self._detect_in_driver(frames, spec, live, keep_images)
         self.stats = stats = EngineStats()
+        if isinstance(self.detector, DynamicCropDetector):
+            stats.crop = self.detector.reset()
         identify = self._identities()
         timeline: deque[tuple[int, float, float, np.ndarray | None]] = deque()
         started = time.perf_counter()
