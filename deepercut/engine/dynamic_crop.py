@@ -315,6 +315,18 @@ class DynamicCropDetector:
         self.policy = CropPolicy(config, num_parts, input_hw)
         self.stats = CropStats()
 
+    def prepare(self) -> None:
+        """Build the crop detector of every size now (compiled / ONNX Runtime backends build
+        a model per size), so that a stream never waits for one mid-way."""
+        for side in self.policy.config.sizes:
+            self._detector(side)
+
+    def _detector(self, side: int) -> Detect:
+        detect = self._detectors.get(side)
+        if detect is None:
+            detect = self._detectors[side] = self._make((side, side))
+        return detect
+
     def reset(self) -> CropStats:
         """Start a new stream: forget the animals and count afresh (returns the new counts)."""
         self.policy.reset()
@@ -336,9 +348,7 @@ class DynamicCropDetector:
         cropped = [i for i, f in enumerate(frames) if not (refresh and f.index % refresh == 0)]
         fell_back = False
         if region is not None and cropped:
-            detect = self._detectors.get(region.side)
-            if detect is None:
-                detect = self._detectors[region.side] = self._make((region.side, region.side))
+            detect = self._detector(region.side)
             crops = [
                 Frame(frames[i].index, frames[i].pts, region.cut(frames[i].image), frames[i].source)
                 for i in cropped

@@ -481,6 +481,7 @@ class Engine:
                 self.skeleton.num_parts,
                 input_hw=None if detector is not None else self.input_hw,
             )
+            self.detector.prepare()  # one backend per crop size, built before any stream
 
     # ------------------------------------------------------------------ lifetime
 

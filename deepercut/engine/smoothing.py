@@ -73,9 +73,7 @@ class OneEuroSmoother:
         """The poses with the keypoints of tracked people smoothed (scores unchanged)."""
         cfg = self.config
         now = poses.pts if math.isfinite(poses.pts) else poses.frame / cfg.fps
-        self._states = {
-            k: s for k, s in self._states.items() if now - s.time <= cfg.forget_s
-        }
+        self._states = {k: s for k, s in self._states.items() if now - s.time <= cfg.forget_s}
         keypoints = np.array(poses.keypoints, np.float32, copy=True)
         for m, track in enumerate(np.asarray(poses.track_id).tolist()):
             if track < 0:
@@ -89,9 +87,7 @@ class OneEuroSmoother:
             fresh = np.isnan(state.value) & np.isfinite(xy)  # (re)appearing parts restart
             speed = (xy - state.value) / dt
             speed = np.where(fresh, 0.0, speed)
-            speed = state.speed + _alpha(cfg.d_cutoff, dt) * (
-                np.nan_to_num(speed) - state.speed
-            )
+            speed = state.speed + _alpha(cfg.d_cutoff, dt) * (np.nan_to_num(speed) - state.speed)
             cutoff = cfg.min_cutoff + cfg.beta * np.linalg.norm(speed, axis=-1, keepdims=True)
             smoothed = state.value + _alpha(cutoff, dt) * (xy - state.value)
             smoothed = np.where(fresh, xy, smoothed)  # NaN where the part is absent now
