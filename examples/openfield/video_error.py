@@ -60,13 +60,14 @@ def main() -> None:
     parser.add_argument("--crf", type=int, default=18, help="H.264 quality (lower: better)")
     parser.add_argument("--pcutoff", type=float, default=DEFAULT_PCUTOFF)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--backend", default="auto", help="detector backend")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     dataset = load_dataset(args.project)
     options: dict[str, Any] = {
-        "backend": "auto",
+        "backend": args.backend,
         "device": "cpu",
         "threads": args.threads,
         "workers": 0,
