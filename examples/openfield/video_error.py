@@ -5,9 +5,10 @@ The labelled images of ``labeled-data/m4s1`` are not frames of the project's vid
 (``m3v1mp4.mp4``, another session: no video frame matches any of them), so the video path is
 measured on a video made of them: each image is held for ``--hold`` frames (a still clip), the
 clips are encoded one after the other as H.264 and run through ``deepercut.Engine`` (file mode,
-one animal, batches of ``--batch-size``). With dynamic cropping the first frame of a clip (the
-animal jumped) falls back to the full frame and the clip's later frames are detected in a crop
-around it; the error is read on each clip's last frame. Poses are the engine's assembled
+one animal, batches of ``--batch-size``, default 1). With dynamic cropping the first frame of a
+clip (the animal jumped) falls back to the full frame, the second is detected full (the jump
+reads as fast motion) and the later ones in a crop around the animal; the error is read on each
+clip's last frame. Poses are the engine's assembled
 keypoints (the video path), compared with the labels by :func:`deepercut.evaluate.dlc.pixel_errors`.
 
     python examples/openfield/video_error.py --model runs/openfield.pt \
@@ -54,8 +55,10 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--project", default="../shared/data/openfield")
     parser.add_argument("--subset", choices=("test", "train", "all"), default="all")
-    parser.add_argument("--hold", type=int, default=3, help="frames per labelled image")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--hold", type=int, default=4, help="frames per labelled image")
+    # Batches of 1: a batch shares one crop, so a batch spanning two clips (the animal jumps)
+    # could not crop at all.
+    parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--margin", type=int, default=CropConfig.margin)
     parser.add_argument("--crf", type=int, default=18, help="H.264 quality (lower: better)")
     parser.add_argument("--pcutoff", type=float, default=DEFAULT_PCUTOFF)
