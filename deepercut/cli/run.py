@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from deepercut.cli.args import parse_hw, parse_wh
 from deepercut.detection import BACKENDS
+from deepercut.detection.dynamic_crop import CropConfig
 from deepercut.engine.config import EngineConfig
 from deepercut.engine.feed import source_queue_size
 from deepercut.engine.pipeline import Engine
@@ -153,6 +154,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="live mode: newest frames detected at once (default: 1 on CPU, --batch-size on CUDA)",
+    )
+    p.add_argument(
+        "--dynamic-crop",
+        type=int,
+        nargs="?",
+        const=CropConfig.margin,
+        default=None,
+        metavar="MARGIN",
+        help="single/few animals: detect in a crop around the animals of the previous frames, "
+        "MARGIN pixels wider on each side (default %(const)s); the full frame when they are "
+        "lost",
     )
     p.add_argument("--start", type=int, default=0, help="first frame index")
     p.add_argument("--stop", type=int, default=None, help="frame index to stop before")
@@ -303,6 +315,7 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         track=args.track if args.track is not None else not os.path.isdir(args.source),
         temporal=args.temporal,
         temporal_model=args.temporal_model,
+        dynamic_crop=False if args.dynamic_crop is None else CropConfig(margin=args.dynamic_crop),
     )
 
 

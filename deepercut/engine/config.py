@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from deepercut.detection.dynamic_crop import CropConfig
 from deepercut.solvers import METHODS
 from deepercut.solvers.assemble import DEFAULT_MIN_PARTS
 from deepercut.tensorrt.compile import BACKENDS
@@ -96,6 +97,9 @@ class EngineConfig:
         temporal_model: the temporal cost model (a
             :class:`~deepercut.model.temporal_costs.TemporalModel` or an ``.npz`` path);
             default: the bundled one.
+        dynamic_crop: detect in a crop around the animals of the previous frames (a
+            :class:`~deepercut.detection.dynamic_crop.CropConfig` for its settings), for
+            single- and few-animal video; runs in the driver (not with ``detector_actors``).
     """
 
     model: Model | str | os.PathLike[str] | None = None
@@ -132,6 +136,8 @@ class EngineConfig:
     temporal: int = 0
     temporal_model: TemporalModel | str | os.PathLike[str] | None = None
 
+    dynamic_crop: bool | CropConfig = False
+
     def __post_init__(self) -> None:
         self._check_solving()
         self._check_counts()
@@ -159,6 +165,12 @@ class EngineConfig:
             raise ValueError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
+        if not isinstance(self.dynamic_crop, bool | CropConfig):
+            raise TypeError(
+                f"dynamic_crop must be a bool or a CropConfig, got {self.dynamic_crop!r}"
+            )
+        if self.dynamic_crop is not False and self.detector_actors:
+            raise ValueError("dynamic cropping runs in the driver, not in detector actors")
 
     def _check_identities(self) -> None:
         if not isinstance(self.track, bool | TrackerConfig):

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from deepercut.detection import NetworkDetector
+from deepercut.detection.dynamic_crop import CropConfig, DynamicCropDetector
 from deepercut.engine.actors import RayUnavailable, connect_ray
 from deepercut.engine.config import DetectFn, EngineConfig
 from deepercut.engine.feed import (
@@ -130,26 +131,43 @@ class Engine:
 
     def _init_detector(self, config: EngineConfig) -> None:
         """The detector (the model's network unless ``config.detector`` replaces it), its
-        backend, device and input size."""
+        backend, device and input size; wrapped for dynamic cropping when asked."""
         if config.detector is not None:
             self.detector: DetectFn = config.detector
             self.backend, self.backend_reason = "custom", "detector given"
             self.device = torch.device("cpu")
             self.input_hw = tuple(config.input_hw or self.model.input_hw)
-            return
-        network = NetworkDetector(
+        else:
+            network = self._network(config, config.input_hw, config.device)
+            self.detector = network
+            self.backend, self.backend_reason = network.backend, network.reason
+            self.device, self.input_hw = network.device, network.input_hw
+        if config.dynamic_crop is not False:
+            custom = config.detector
+            crop = config.dynamic_crop
+            self.detector = DynamicCropDetector(
+                self.detector,
+                # a custom detector takes any image size
+                lambda hw: custom if custom is not None else self._network(config, hw, self.device),
+                crop if isinstance(crop, CropConfig) else CropConfig(),
+                self.skeleton.num_parts,
+                input_hw=None if custom is not None else self.input_hw,
+            )
+            self.detector.prepare()  # one backend per crop size, built before any stream
+
+    def _network(
+        self, config: EngineConfig, input_hw: tuple[int, int] | None, device: Any
+    ) -> NetworkDetector:
+        return NetworkDetector(
             self.model,
-            input_hw=config.input_hw,
+            input_hw=input_hw,
             params=config.candidate_params,
-            device=config.device,
+            device=device,
             backend=config.backend,
             batch_size=config.batch_size,
             precision=config.precision,
             threads=config.threads,
         )
-        self.detector = network
-        self.backend, self.backend_reason = network.backend, network.reason
-        self.device, self.input_hw = network.device, network.input_hw
 
     # ------------------------------------------------------------------ lifetime
 
@@ -307,7 +325,8 @@ class Engine:
         if not spec and selection != _NO_SELECTION:
             raise ValueError("start/stop/stride/max_frames/realtime apply to a source spec only")
         pool = self.pool
-        self.stats = EngineStats()
+        crop = self.detector.reset() if isinstance(self.detector, DynamicCropDetector) else None
+        self.stats = EngineStats(crop=crop)
         frames, detected, live = self._feed(source, spec, selection, keep_images)
         yield from self._solve(pool, detected, frames, spec, live)
 

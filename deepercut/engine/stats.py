@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from deepercut.detection.dynamic_crop import CropStats
 from deepercut.engine.pool import PoolStats
 from deepercut.types import Poses
 
@@ -67,6 +68,7 @@ class EngineStats:
         wall_s: run time so far.
         latencies: recent per-frame latencies in seconds (at most :data:`LATENCY_WINDOW`).
         pool: the solver pool's counters (restarts, resubmissions, window).
+        crop: dynamic cropping's counts (frames cropped / full / fallbacks), when it is on.
     """
 
     frames: int = 0
@@ -83,6 +85,7 @@ class EngineStats:
     wall_s: float = 0.0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     pool: PoolStats = field(default_factory=PoolStats)
+    crop: CropStats | None = None
 
     @property
     def dropped(self) -> int:
@@ -134,6 +137,7 @@ class EngineStats:
                 f"latency p50 {self.latency_ms(0.5):.0f} ms, p99 {self.latency_ms(0.99):.0f} ms",
                 f"solver: {statuses}; heuristic fallbacks {self.fallbacks}{faults}",
                 f"time per stage: {stages}; solver CPU {self.solver_cpu_s:.1f} s",
+                *([self.crop.summary()] if self.crop is not None else []),
             ]
         )
 
@@ -173,6 +177,7 @@ class EngineStats:
                 "p99": round(self.latency_ms(0.99), 2),
             },
             "pool": self.pool.to_dict(),
+            **({"crop": self.crop.to_dict()} if self.crop is not None else {}),
         }
 
     @contextlib.contextmanager
