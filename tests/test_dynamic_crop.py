@@ -84,6 +84,40 @@ def test_loss_falls_back_and_the_next_crop_widens() -> None:
     assert policy.region(FRAME_HW, 3) is None
 
 
+def test_spurious_detections_elsewhere_do_not_stretch_the_crop() -> None:
+    """Openfield's failure: a confident 3-part "animal" in an arena corner made the box span the
+    frame, so no frame was ever cropped. Groups with too few parts, and beyond ``max_animals``
+    the weaker groups, are not followed."""
+    mouse = mouse_at(100, 100)
+    corner = candidates([(600, 460), (590, 450), (620, 470)], score=0.5)  # parts 0-2, weaker
+    both = Candidates(
+        xy=np.concatenate([mouse.xy, corner.xy]),
+        part=np.concatenate([mouse.part, corner.part]),
+        score=np.concatenate([mouse.score, corner.score]),
+        offsets=np.concatenate([mouse.offsets, corner.offsets]),
+    )
+    follow_one = CropPolicy(CropConfig(margin=32, max_animals=1), PARTS)
+    assert follow_one.animals(both, FRAME_HW).tolist() == [True] * 4 + [False] * 3
+    follow_one.update(FRAME_HW, [(0, both)], fell_back=False)
+    region = follow_one.region(FRAME_HW, 1)
+    assert region is not None and region.x0 + region.w < 400  # around the mouse only
+    # Without a limit both groups are animals (each has >= half the parts): the box spans
+    # the frame and the next frame is detected full.
+    follow_all = CropPolicy(CropConfig(margin=32), PARTS)
+    assert follow_all.animals(both, FRAME_HW).all()
+    follow_all.update(FRAME_HW, [(0, both)], fell_back=False)
+    assert follow_all.region(FRAME_HW, 1) is None
+    # A lone confident part far away is no animal at all.
+    stray = candidates([(600, 460)])
+    lone = Candidates(
+        xy=np.concatenate([mouse.xy, stray.xy]),
+        part=np.concatenate([mouse.part, stray.part]),
+        score=np.concatenate([mouse.score, stray.score]),
+        offsets=np.concatenate([mouse.offsets, stray.offsets]),
+    )
+    assert follow_all.animals(lone, FRAME_HW).tolist() == [True] * 4 + [False]
+
+
 def test_frame_edges_are_not_inner_edges() -> None:
     policy = CropPolicy(CropConfig(margin=8), PARTS)
     policy.update(FRAME_HW, [(0, mouse_at(15, 20))], fell_back=False)

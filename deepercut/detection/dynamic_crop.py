@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 
 from deepercut.model.letterbox import letterbox_params
 from deepercut.types import Candidates, Frame
@@ -65,6 +67,11 @@ class CropConfig:
         max_area: a crop covering more than this fraction of the frame is not worth it: the
             frame is detected full.
         refresh: detect every ``refresh``-th frame (by index) full-frame; 0 = never.
+        link: confident candidates closer than this fraction of the frame's shorter side are
+            one animal (single linkage); a group with fewer than ``min_parts`` parts is not
+            an animal (a spurious detection elsewhere must not stretch the crop).
+        max_animals: follow at most this many animals, the highest-scoring groups (``None``:
+            all; the engine passes its ``max_people``).
     """
 
     margin: int = 32
@@ -75,6 +82,8 @@ class CropConfig:
     max_widen: int = 4
     max_area: float = 0.6
     refresh: int = 0
+    link: float = 0.35
+    max_animals: int | None = None
 
     def __post_init__(self) -> None:
         if self.margin < 0:
@@ -87,6 +96,8 @@ class CropConfig:
             raise ValueError(f"min_parts must be >= 1, got {self.min_parts}")
         if self.max_widen < 1 or not 0 < self.max_area <= 1 or self.refresh < 0:
             raise ValueError("need max_widen >= 1, 0 < max_area <= 1 and refresh >= 0")
+        if not 0 < self.link <= 1 or (self.max_animals is not None and self.max_animals < 1):
+            raise ValueError("need 0 < link <= 1 and max_animals >= 1 (or None)")
 
     def parts_needed(self, num_parts: int) -> int:
         """Confident parts a frame needs to count as found."""
@@ -226,6 +237,28 @@ class CropPolicy:
             return True
         return region.touches_inner_edge(candidates.xy[confident], frame_hw, self.config.edge)
 
+    def animals(self, candidates: Candidates, frame_hw: tuple[int, int]) -> np.ndarray:
+        """Which candidates belong to the animals to follow (a mask): confident ones, grouped
+        by single linkage at ``link`` × the frame's shorter side, groups with at least
+        :attr:`parts_needed` parts, the ``max_animals`` of highest summed score."""
+        cfg = self.config
+        confident = np.flatnonzero(candidates.score >= cfg.min_score)
+        mask = np.zeros(len(candidates.score), bool)
+        if not len(confident):
+            return mask
+        xy = candidates.xy[confident]
+        near = np.linalg.norm(xy[:, None] - xy[None], axis=-1) <= cfg.link * min(frame_hw)
+        _, group = connected_components(csr_matrix(near), directed=False)
+        groups = []
+        for g in np.unique(group):
+            members = confident[group == g]
+            if len(np.unique(candidates.part[members])) >= self.parts_needed:
+                groups.append((float(candidates.score[members].sum()), members))
+        groups.sort(key=lambda item: -item[0])
+        for _, members in groups[: cfg.max_animals]:
+            mask[members] = True
+        return mask
+
     def update(
         self,
         frame_hw: tuple[int, int],
@@ -234,18 +267,18 @@ class CropPolicy:
     ) -> None:
         """Learn from a call's frames: ``(index, frame-pixel candidates)`` in frame order.
 
-        The next box is the union of the frames' confident boxes (``None`` when no frame found
-        the animals); the speed is the largest median displacement per frame of confident
-        candidates from the nearest same-part ones of the frame found before (kept when no
-        pair of frames measured one).
+        The next box is the union of the frames' boxes around their :meth:`animals` (``None``
+        when no frame found them); the speed is the largest median displacement per frame of
+        those candidates from the nearest same-part ones of the frame found before (kept when
+        no pair of frames measured one).
         """
         self.frame_hw = frame_hw
         self.widen = min(self.widen * 2, self.config.max_widen) if fell_back else 1
         boxes, previous = [], self._last
         speed: float | None = None
         for index, candidates in found:
-            keep = candidates.score >= self.config.min_score
-            if len(np.unique(candidates.part[keep])) < self.parts_needed:
+            keep = self.animals(candidates, frame_hw)
+            if not keep.any():
                 continue
             xy, part = candidates.xy[keep], candidates.part[keep]
             boxes.append((*xy.min(0), *xy.max(0)))

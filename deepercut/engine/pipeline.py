@@ -144,12 +144,15 @@ class Engine:
             self.device, self.input_hw = network.device, network.input_hw
         if config.dynamic_crop is not False:
             custom = config.detector
-            crop = config.dynamic_crop
+            crop = config.dynamic_crop if isinstance(config.dynamic_crop, CropConfig) else None
+            crop = crop or CropConfig()
+            if crop.max_animals is None:  # follow the people the engine keeps
+                crop = dataclasses.replace(crop, max_animals=config.max_people)
             self.detector = DynamicCropDetector(
                 self.detector,
                 # a custom detector takes any image size
                 lambda hw: custom if custom is not None else self._network(config, hw, self.device),
-                crop if isinstance(crop, CropConfig) else CropConfig(),
+                crop,
                 self.skeleton.num_parts,
                 input_hw=None if custom is not None else self.input_hw,
             )
