@@ -152,6 +152,22 @@ class StallingSolver:
         return self.solver(index, pts, candidates)
 
 
+class SlowStartSolver:
+    """Wraps a frame solver; once ``flag`` (a file) exists, every new process that receives
+    it (a replacement actor unpickling its arguments) takes ``delay`` seconds to start."""
+
+    def __init__(self, solver: Any, flag: Path, delay: float) -> None:
+        self.solver, self.flag, self.delay = solver, flag, delay
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.flag.exists():
+            time.sleep(self.delay)
+
+    def __call__(self, index: int, pts: float, candidates: Candidates) -> Poses:
+        return self.solver(index, pts, candidates)
+
+
 class GatedSolver:
     """Wraps a frame solver and holds every solve until ``gate`` (a file) exists: a solver
     stage stalled for as long as a test wants, in Ray actors too (they share the disk)."""

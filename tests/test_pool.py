@@ -11,6 +11,7 @@ from engine_support import (
     CrashingSolver,
     GatedSolver,
     SlowSolver,
+    SlowStartSolver,
     StallingSolver,
     TruthDetector,
     assert_same_poses,
@@ -193,6 +194,29 @@ def test_a_hung_actor_is_retired_and_its_frames_solved_in_process(frames, solver
     # The hung actor's frames (the stalled one at least) were solved here, no actor replaced.
     assert stats.solved_in_process >= 1 and stats.resubmitted == stats.solved_in_process
     assert stats.actor_restarts == 0
+
+
+@pytest.mark.timeout(120)
+def test_a_replacement_that_starts_slowly_is_not_taken_for_hung(frames, solver, tmp_path) -> None:
+    """A replacement imports and compiles before its first frame (for long on a loaded
+    machine): its stall clock starts once it has started, so it is not retired as hung."""
+    flag = tmp_path / "replacements start slowly"
+    slow = SlowStartSolver(solver, flag, delay=4.0)  # twice the stall timeout
+    killed = []
+
+    def kill_once(pool: SolverPool, out: list) -> None:
+        if len(out) >= 2 and not killed:
+            flag.touch()
+            killed.append(pool.actors[0])
+            ray.kill(pool.actors[0])
+
+    with SolverPool(slow, workers=1, max_in_flight=3, stall_timeout=2.0) as pool:
+        out = run_all(pool, frames, kill_once)
+        stats = pool.stats
+    assert [i for i, _ in out] == [i for i, _, _ in frames]
+    assert stats.actor_restarts == 1
+    assert stats.solved_in_process == 0  # the replacement solved the rest
+    assert stats.completed == len(frames)
 
 
 @pytest.mark.timeout(120)

@@ -23,7 +23,9 @@ gives up with a :class:`RuntimeError` (an actor that cannot even start, e.g. a n
 
 **Never hang.** The driver never waits on Ray without a timeout: while it waits for results it
 checks, every :data:`HEALTH_INTERVAL_S`, that the actors' Ray nodes are alive and that every
-actor holding frames made progress within ``stall_timeout`` seconds. An actor that is hung, or
+actor holding frames made progress within ``stall_timeout`` seconds (a replacement's clock
+starts once it has started: importing and compiling on a loaded machine is not a stall; one
+that does not start within ``startup_timeout`` is retired). An actor that is hung, or
 whose node died (e.g. its raylet was killed: new actors would never start there), is killed and
 retired, and its frames are solved in this process, with one warning line; once no actor is
 left, every further frame is solved here too (:attr:`PoolStats.solved_in_process`).
@@ -112,8 +114,8 @@ class SolverPool:
         actor_cpus: CPUs reserved per actor (a solve uses one core).
         log_to_driver: forward the actors' stdout/stderr to this process.
         max_actor_restarts: replacements allowed before giving up; default ``2 × workers + 2``.
-        startup_timeout: seconds to wait for the actors to start (a cluster without enough free
-            CPUs would otherwise hang).
+        startup_timeout: seconds to wait for the actors, and for each replacement, to start (a
+            cluster without enough free CPUs would otherwise hang).
         stall_timeout: seconds an actor holding frames may go without finishing one before it
             counts as hung (see the module docstring); more than a frame's solve can take.
         ray_init_kwargs: extra ``ray.init`` arguments (e.g. ``runtime_env``).
@@ -364,6 +366,10 @@ class _RayActors:
         self._max_restarts = max_restarts
         self._solver = solver  # the in-process fallback
         self._stall_timeout = stall_timeout
+        self._startup_timeout = startup_timeout
+        # Replacements still starting: slot → (their ready() ref, when they were made). A new
+        # actor imports and compiles before its first frame; that is not a stall.
+        self._starting: dict[int, tuple[Any, float]] = {}
         self._local: list[tuple[int, Poses]] = []  # solved here, not yet collected
         self._retired: set[int] = set()
         self._progress = [time.monotonic()] * workers  # per slot: last result, or when busy
@@ -467,8 +473,25 @@ class _RayActors:
                 continue
             if self._nodes[slot] in dead_nodes:
                 self._retire(slot, "lost its Ray node")
+            elif self._still_starting(slot, now):
+                self._progress[slot] = now  # the stall clock starts once it is ready
             elif now - self._progress[slot] > self._stall_timeout:
                 self._retire(slot, f"finished no frame in {self._stall_timeout:g} s (hung)")
+
+    def _still_starting(self, slot: int, now: float) -> bool:
+        """Whether the replacement in ``slot`` is still starting (within the startup timeout;
+        past it, it is retired as one that did not start)."""
+        if slot not in self._starting:
+            return False
+        ref, since = self._starting[slot]
+        ready, _ = self._ray.wait([ref], timeout=0)
+        if ready:
+            del self._starting[slot]
+            return False
+        if now - since > self._startup_timeout:
+            del self._starting[slot]
+            self._retire(slot, f"did not start within {self._startup_timeout:g} s")
+        return True
 
     def _retire(self, slot: int, why: str) -> None:
         """Kill the actor in ``slot`` for good and solve its frames here."""
@@ -519,6 +542,7 @@ class _RayActors:
             self._retire(slot, "lost its Ray node")
             return
         stats.actor_restarts += 1
+        self._starting[slot] = (self.actors[slot].ready.remote(), time.monotonic())
         self._held[slot] = {}
         for ref in [r for r, (s, _) in self._owner.items() if s == slot]:
             del self._owner[ref]
