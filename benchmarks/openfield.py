@@ -30,7 +30,8 @@ from deepercut.detection.dynamic_crop import CropConfig
 from deepercut.engine.pipeline import Engine
 from deepercut.types import Poses
 
-VIDEO = Path("/work/shared/data/openfield/videos/m3v1mp4.mp4")
+# The data folder beside the repository (../shared/data), as the README's commands use it.
+VIDEO = Path(__file__).resolve().parents[2] / "shared/data/openfield/videos/m3v1mp4.mp4"
 DLC3_FPS = 2.31  # DeepLabCut 3 on this video, this machine (issue 20)
 
 
