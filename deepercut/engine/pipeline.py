@@ -144,8 +144,8 @@ class Engine:
             self.device, self.input_hw = network.device, network.input_hw
         if config.dynamic_crop is not False:
             custom = config.detector
-            crop = config.dynamic_crop if isinstance(config.dynamic_crop, CropConfig) else None
-            crop = crop or CropConfig()
+            crop = config.dynamic_crop
+            crop = crop if isinstance(crop, CropConfig) else CropConfig()
             if crop.max_animals is None:  # follow the people the engine keeps
                 crop = dataclasses.replace(crop, max_animals=config.max_people)
             self.detector = DynamicCropDetector(
