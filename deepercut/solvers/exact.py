@@ -79,95 +79,130 @@ class SplpModel:
     ) -> None:
         """Build the model; ``hint`` is a feasible ``(state, cluster)`` to start from."""
         self.inst = inst
-        n, num_states, num_pairs = inst.num_nodes, inst.num_states, inst.num_pairs
-        ep, ea, eb, ec = inst.entry_pair, inst.entry_a, inst.entry_b, inst.entry_cost
-        finite = np.isfinite(ec)
-        num_entries = np.bincount(ep, minlength=num_pairs)
-        num_finite = np.bincount(ep[finite], minlength=num_pairs)
-        cmin = np.full(num_pairs, np.inf)
-        cmax = np.full(num_pairs, -np.inf)
-        np.minimum.at(cmin, ep[finite], ec[finite])
-        np.maximum.at(cmax, ep[finite], ec[finite])
-        self.forbidden = num_finite == 0
-        uniform = (num_finite == num_entries) & (cmin == cmax)
-        general = ~self.forbidden & ~uniform
-        self.attractive = cmin < 0
-
-        # Variable layout: x (states) | y (non-forbidden pairs) | z (entries of general pairs).
-        ypairs = np.flatnonzero(~self.forbidden)
-        self.y_var = np.full(num_pairs, -1, np.int64)
-        self.y_var[ypairs] = num_states + np.arange(len(ypairs))
-        zent = np.flatnonzero(finite & general[ep])
-        self.z_var = np.full(len(ep), -1, np.int64)
-        self.z_var[zent] = num_states + len(ypairs) + np.arange(len(zent))
-        self.num_vars = num_states + len(ypairs) + len(zent)
-        self.num_states = num_states
-
-        # Objective, integer-scaled.
-        cost = np.zeros(self.num_vars)
-        cost[:num_states] = inst.state_cost
-        uni = np.flatnonzero(uniform)
-        cost[self.y_var[uni]] = cmin[uni]
-        cost[self.z_var[zent]] = ec[zent]
-        self.coef = np.rint(cost * scale).astype(np.int64)
-        self.scale = scale
-        self.rounding = float(np.abs(self.coef / scale - cost).sum())
-
+        self.num_states = inst.num_states
+        uniform, general, cmin = self._classify_pairs()
+        self._layout_variables(general)
+        self._set_objective(uniform, cmin, scale)
         # y variable by node pair, −1 for none (dense: instances are small).
+        n = inst.num_nodes
         self.yvar_mat = np.full((n, n), -1, np.int64)
         self.yvar_mat[inst.pair_u, inst.pair_v] = self.y_var
         self.yvar_mat[inst.pair_v, inst.pair_u] = self.y_var
-
-        start = inst.state_start
-        per_node = np.diff(start)
         # A node with a state of negative unary is kept in every optimal solution (were it
         # suppressed, adding it as a singleton in that state would lower the objective), as
         # super-nodes are: x is fixed (one label) or exactly one (several), and its y need no
         # coupling to x.
+        start = inst.state_start
         self.kept = inst.fixed | (np.minimum.reduceat(inst.state_cost, start[:-1]) < 0)
         self.proto = cpsat.boolean_model(self.num_vars, self._fixed_vars())
-        parts = []
-        # At most one label per node (exactly one for nodes always kept).
-        for d in np.flatnonzero(per_node > 1).tolist():
-            lo = 1 if self.kept[d] else 0
-            parts.append(cpsat.linear(range(start[d], start[d + 1]), [1] * per_node[d], lo, 1))
-        # y ≤ kept, on attractive uniform pairs of nodes not always kept: one "x_d false ⇒ all
-        # its y false" per single-label node (fewer, shorter constraints than one clause per
-        # pair), a linear y ≤ Σ_s x_s per pair end that admits several labels.
-        coupled = np.flatnonzero(uniform & self.attractive)
-        ends = np.concatenate([inst.pair_u[coupled], inst.pair_v[coupled]])
-        ys = np.concatenate([self.y_var[coupled], self.y_var[coupled]])
-        loose = ~self.kept[ends]
-        ends, ys = ends[loose], ys[loose]
-        single = per_node[ends] == 1
-        order = np.argsort(ends[single], kind="stable")
-        node_of, y_of = ends[single][order], ys[single][order]
-        for group in np.split(np.arange(len(node_of)), np.flatnonzero(np.diff(node_of)) + 1):
-            if len(group):
-                parts.append(cpsat.implies_all_false(start[node_of[group[0]]], y_of[group]))
-        coupled_ends = np.tile(coupled, 2)[loose]
-        for q, d in zip(coupled_ends[~single].tolist(), ends[~single].tolist(), strict=True):
-            states = range(start[d], start[d + 1])
-            parts.append(cpsat.linear([self.y_var[q], *states], [1] + [-1] * per_node[d], -1, 0))
-        # General pairs: y = Σ z, and z consistent with the labels of both ends.
-        estart = inst.entry_start
-        for q in np.flatnonzero(general).tolist():
-            ents = np.arange(estart[q], estart[q + 1])
-            ents = ents[self.z_var[ents] >= 0]
-            zs = self.z_var[ents].tolist()
-            parts.append(cpsat.linear([self.y_var[q], *zs], [1] + [-1] * len(zs), 0, 0))
-            for side in (ea, eb):
-                for s in np.unique(side[ents]).tolist():
-                    mine = self.z_var[ents[side[ents] == s]].tolist()
-                    parts.append(cpsat.linear([*mine, s], [1] * len(mine) + [-1], -1, 0))
         self.num_seeded = 0
-        parts.append(self._seed_triangles())
-        parts.append(cpsat.objective_text(np.arange(self.num_vars), self.coef))
+        parts = [
+            *self._label_constraints(),
+            *self._coupling_constraints(uniform & self.attractive),
+            *self._general_pair_constraints(general),
+            self._seed_triangles(),
+            cpsat.objective_text(np.arange(self.num_vars), self.coef),
+        ]
         if hint is not None:
             parts.append(cpsat.hint_text(self.values(*hint)))
         if not self.proto.merge_text_format("".join(parts)):
             raise RuntimeError("internal error: CP-SAT rejected the generated model")
         self.num_cuts = 0
+
+    def _classify_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sets ``forbidden`` and ``attractive`` per pair; returns ``(uniform, general, cmin)``:
+        pairs whose finite entries all cost the same (one y), the others (y = Σ z), and each
+        pair's cheapest finite entry."""
+        inst = self.inst
+        ep, ec = inst.entry_pair, inst.entry_cost
+        finite = np.isfinite(ec)
+        num_entries = np.bincount(ep, minlength=inst.num_pairs)
+        num_finite = np.bincount(ep[finite], minlength=inst.num_pairs)
+        cmin = np.full(inst.num_pairs, np.inf)
+        cmax = np.full(inst.num_pairs, -np.inf)
+        np.minimum.at(cmin, ep[finite], ec[finite])
+        np.maximum.at(cmax, ep[finite], ec[finite])
+        self.forbidden = num_finite == 0
+        self.attractive = cmin < 0
+        uniform = (num_finite == num_entries) & (cmin == cmax)
+        return uniform, ~self.forbidden & ~uniform, cmin
+
+    def _layout_variables(self, general: np.ndarray) -> None:
+        """Variable layout: x (states) | y (non-forbidden pairs) | z (finite entries of
+        general pairs); ``y_var`` [Q] and ``z_var`` [R] are −1 where there is none."""
+        inst = self.inst
+        ypairs = np.flatnonzero(~self.forbidden)
+        self.y_var = np.full(inst.num_pairs, -1, np.int64)
+        self.y_var[ypairs] = self.num_states + np.arange(len(ypairs))
+        zent = np.flatnonzero(np.isfinite(inst.entry_cost) & general[inst.entry_pair])
+        self.z_var = np.full(len(inst.entry_pair), -1, np.int64)
+        self.z_var[zent] = self.num_states + len(ypairs) + np.arange(len(zent))
+        self.num_vars = self.num_states + len(ypairs) + len(zent)
+
+    def _set_objective(self, uniform: np.ndarray, cmin: np.ndarray, scale: float) -> None:
+        """Integer-scaled objective ``coef`` and the rounding it costs (``Σ |error|``)."""
+        cost = np.zeros(self.num_vars)
+        cost[: self.num_states] = self.inst.state_cost
+        uni = np.flatnonzero(uniform)
+        cost[self.y_var[uni]] = cmin[uni]
+        zent = np.flatnonzero(self.z_var >= 0)
+        cost[self.z_var[zent]] = self.inst.entry_cost[zent]
+        self.coef = np.rint(cost * scale).astype(np.int64)
+        self.scale = scale
+        self.rounding = float(np.abs(self.coef / scale - cost).sum())
+
+    def _label_constraints(self) -> list[str]:
+        """At most one label per node (exactly one for nodes always kept)."""
+        start = self.inst.state_start
+        per_node = np.diff(start)
+        return [
+            cpsat.linear(range(start[d], start[d + 1]), [1] * per_node[d], int(self.kept[d]), 1)
+            for d in np.flatnonzero(per_node > 1).tolist()
+        ]
+
+    def _coupling_constraints(self, coupled: np.ndarray) -> list[str]:
+        """y ≤ kept on the ``coupled`` pairs (attractive uniform ones) at ends not always kept:
+        one "x_d false ⇒ all its y false" per single-label node (fewer, shorter constraints
+        than one clause per pair), a linear y ≤ Σ_s x_s per pair end that admits several
+        labels."""
+        inst = self.inst
+        start = inst.state_start
+        per_node = np.diff(start)
+        coupled = np.flatnonzero(coupled)
+        pairs = np.tile(coupled, 2)
+        ends = np.concatenate([inst.pair_u[coupled], inst.pair_v[coupled]])
+        loose = ~self.kept[ends]
+        pairs, ends = pairs[loose], ends[loose]
+        single = per_node[ends] == 1
+        order = np.argsort(ends[single], kind="stable")
+        node_of, y_of = ends[single][order], self.y_var[pairs[single][order]]
+        cut = np.flatnonzero(np.diff(node_of)) + 1
+        lows, highs = np.r_[0, cut].tolist(), np.r_[cut, len(node_of)].tolist()
+        parts = [
+            cpsat.implies_all_false(start[node_of[lo]], y_of[lo:hi])
+            for lo, hi in zip(lows, highs, strict=True)
+            if hi > lo
+        ]
+        for q, d in zip(pairs[~single].tolist(), ends[~single].tolist(), strict=True):
+            states = range(start[d], start[d + 1])
+            parts.append(cpsat.linear([self.y_var[q], *states], [1] + [-1] * per_node[d], -1, 0))
+        return parts
+
+    def _general_pair_constraints(self, general: np.ndarray) -> list[str]:
+        """General pairs: y = Σ z, and z consistent with the labels of both ends."""
+        inst = self.inst
+        estart = inst.entry_start
+        parts = []
+        for q in np.flatnonzero(general).tolist():
+            ents = np.arange(estart[q], estart[q + 1])
+            ents = ents[self.z_var[ents] >= 0]
+            zs = self.z_var[ents].tolist()
+            parts.append(cpsat.linear([self.y_var[q], *zs], [1] + [-1] * len(zs), 0, 0))
+            for side in (inst.entry_a, inst.entry_b):
+                for s in np.unique(side[ents]).tolist():
+                    mine = self.z_var[ents[side[ents] == s]].tolist()
+                    parts.append(cpsat.linear([*mine, s], [1] * len(mine) + [-1], -1, 0))
+        return parts
 
     def _fixed_vars(self) -> np.ndarray:
         """Lower bound of every variable: 1 for the state of a single-label node always kept."""
@@ -328,6 +363,45 @@ class SplpModel:
         )
 
 
+class _Incumbent:
+    """The best assignment found, per independent component of an instance (attractive
+    components: see :meth:`Instance.components`); cluster ids ``comp·n + local id``."""
+
+    def __init__(self, inst: Instance, hint: tuple[np.ndarray, np.ndarray]) -> None:
+        self.inst = inst
+        self.num_comp, self.comp = inst.components()
+        self.n = max(inst.num_nodes, 1)
+        self.state = hint[0].copy()
+        kept = self.state >= 0
+        self.cluster = np.full(len(self.state), -1, np.int64)
+        self.cluster[kept] = self.comp[kept] * self.n + first_seen_ranks(hint[1][kept])[1]
+        self.value = inst.evaluate_groups(self.state, self.cluster, self.comp, self.num_comp)
+        #: Components solved optimally without violations (fixed in the model).
+        self.settled = np.zeros(self.num_comp, bool)
+
+    def update(self, state: np.ndarray, cluster: np.ndarray, solved: np.ndarray) -> None:
+        """Take each component of a feasible assignment where it is better, or ``solved``."""
+        value = self.inst.evaluate_groups(state, cluster, self.comp, self.num_comp)
+        take = (value < self.value) | solved
+        if take.any():
+            nodes = take[self.comp]
+            self.state = np.where(nodes, state, self.state)
+            local = np.where(state >= 0, self.comp * self.n + cluster, -1)
+            self.cluster = np.where(nodes, local, self.cluster)
+            self.value = np.where(take, value, self.value)
+
+
+def _solve_round(model: SplpModel, remaining: float, num_workers: int) -> cpsat.Response:
+    """One CP-SAT solve of the model as it stands."""
+    # Until many cycle cuts were added lazily (most of them loose), CP-SAT's presolve and
+    # its lazy LP constraint pool cost more than they save: ~3x the rest on dense frames
+    # (benchmarks/solvers.py --hard), ~25 % on incremental stages.
+    lazy_pool = model.num_cuts >= LAZY_POOL_MIN_CUTS
+    return cpsat.solve_proto(
+        model.proto, remaining, num_workers, presolve=lazy_pool, lp_all_constraints=not lazy_pool
+    )
+
+
 def solve_exact(
     inst: Instance,
     deadline: float,
@@ -351,70 +425,49 @@ def solve_exact(
     stats: dict[str, Any] = {"rounds": 0, "cuts": 0, "seeded": model.num_seeded}
     # Components of the instance are independent: keep the best solution of each, and once a
     # round solves one optimally without violations, fix it so later rounds skip it.
-    num_comp, comp = inst.components()
-    var_comp = model.variable_groups(comp)
-    pair_comp = comp[inst.pair_u]
-    n = max(inst.num_nodes, 1)
-    best_state = hint[0].copy()
-    kept = best_state >= 0
-    best_cluster = np.full(len(best_state), -1, np.int64)  # ids < n within a component
-    best_cluster[kept] = comp[kept] * n + first_seen_ranks(hint[1][kept])[1]
-    best_value = inst.evaluate_groups(best_state, best_cluster, comp, num_comp)
-    settled = np.zeros(num_comp, bool)
+    best = _Incumbent(inst, hint)
+    var_comp = model.variable_groups(best.comp)
+    pair_comp = best.comp[inst.pair_u]
     status = "time_limit"
     bound = inst.trivial_bound()
     while (remaining := deadline - time.perf_counter()) > 0:
-        # Until many cycle cuts were added lazily (most of them loose), CP-SAT's presolve and
-        # its lazy LP constraint pool cost more than they save: ~3x the rest on dense frames
-        # (benchmarks/solvers.py --hard), ~25 % on incremental stages.
-        lazy_pool = model.num_cuts >= LAZY_POOL_MIN_CUTS
-        response = cpsat.solve_proto(
-            model.proto,
-            remaining,
-            num_workers,
-            presolve=lazy_pool,
-            lp_all_constraints=not lazy_pool,
-        )
+        response = _solve_round(model, remaining, num_workers)
         stats["rounds"] += 1
         bound = max(bound, response.bound / scale - model.rounding)
         if len(response.solution) == 0:
             break
         state, joined = model.decode(response.solution)
         cluster, cuts, violated = model.separate(state, joined)
+        optimal = response.status == "optimal"
         # Not transitive: its joined components are a feasible solution unless they join a
         # forbidden pair. Polishing that by local search only pays when this is the last
         # round (time limit); otherwise the next round will do better.
-        if cuts and response.status != "optimal":
+        if cuts and not optimal:
             state, cluster = heuristic_assignment(inst, state, cluster)
-        value = inst.evaluate_groups(state, cluster, comp, num_comp)
-        take = value < best_value
-        if response.status == "optimal":
-            # Components without violations are solved: take (and below, fix) them.
-            clean = np.ones(num_comp, bool)
-            clean[pair_comp[violated]] = False
-            take |= clean & ~settled
-        if take.any():
-            nodes = take[comp]
-            best_state = np.where(nodes, state, best_state)
-            best_cluster = np.where(
-                nodes, np.where(state >= 0, comp * n + cluster, -1), best_cluster
-            )
-            best_value = np.where(take, value, best_value)
-        if response.status != "optimal":
+        # Solved optimally, components without violations are solved: take (and fix) them.
+        clean = np.full(best.num_comp, optimal)
+        clean[pair_comp[violated]] = False
+        best.update(state, cluster, clean & ~best.settled)
+        if not optimal:
             break
-        best_values = model.values(best_state, best_cluster)
+        best_values = model.values(best.state, best.cluster)
         if not cuts or int(model.coef @ best_values) <= response.bound:
             status = "optimal"
             break
-        newly = clean & ~settled
+        newly = clean & ~best.settled
         if newly.any():
             fix = newly[var_comp]
             model.fix(np.flatnonzero(fix), response.solution[fix])
-            settled |= newly
+            best.settled |= newly
         model.add_cuts(cuts)
         model.set_hint(best_values)
-    objective = float(best_value.sum())
-    if status == "optimal":
-        bound = objective
+    objective = float(best.value.sum())
     stats["cuts"] = model.num_cuts
-    return ExactResult(best_state, best_cluster, objective, bound, status, stats)
+    return ExactResult(
+        best.state,
+        best.cluster,
+        objective,
+        objective if status == "optimal" else bound,
+        status,
+        stats,
+    )

@@ -283,35 +283,12 @@ def instance_from_problem(problem: Problem) -> Instance:
     edges = np.asarray(problem.edges, np.int64).reshape(-1, 2)
     if (edges[:, 0] == edges[:, 1]).any():
         raise ValueError("edges must join two different candidates (found a self-loop)")
-
-    allowed = np.isfinite(unary)
-    node_has = allowed.any(1)
-    node_ref = np.flatnonzero(node_has)
-    state_node_full, state_label = np.nonzero(allowed[node_has])
-    state_cost = unary[node_ref[state_node_full], state_label]
-    per_node = allowed[node_has].sum(1)
-    state_start = np.concatenate([[0], np.cumsum(per_node)]).astype(np.int64)
+    node_ref, state_start, state_label, state_cost = _states(unary)
+    n = len(node_ref)
     new_node = np.full(len(unary), -1)
-    new_node[node_ref] = np.arange(len(node_ref))
-
-    # Orient edges u < v in node order; drop those touching a candidate that can't be kept.
-    eu, ev = new_node[edges[:, 0]], new_node[edges[:, 1]]
-    live = (eu >= 0) & (ev >= 0)
-    e_idx = np.flatnonzero(live)
-    swap = eu[e_idx] > ev[e_idx]
-    u = np.where(swap, ev[e_idx], eu[e_idx])
-    v = np.where(swap, eu[e_idx], ev[e_idx])
-
-    # One entry per (edge, state of u, state of v).
-    if len(state_label) == len(node_ref):  # one label per candidate: states are nodes
-        rep, a, b = np.arange(len(e_idx)), u, v
-    else:
-        nu, nv = per_node[u], per_node[v]
-        count = nu * nv
-        rep = np.repeat(np.arange(len(e_idx)), count)
-        within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-        a = state_start[u][rep] + within // nv[rep]
-        b = state_start[v][rep] + within % nv[rep]
+    new_node[node_ref] = np.arange(n)
+    e_idx, swap, u, v = _oriented_edges(edges, new_node)
+    rep, a, b = _entry_states(u, v, state_start, n)
     la, lb = state_label[a], state_label[b]
     # pair_cost is indexed (label of edges[:, 0], label of edges[:, 1]): undo the swap.
     sw = swap[rep]
@@ -319,25 +296,7 @@ def instance_from_problem(problem: Problem) -> Instance:
     cost = np.asarray(cost, np.float64)
     if np.isnan(cost).any() or np.isneginf(cost).any():
         raise ValueError("pair costs must be finite or +inf (found NaN or -inf)")
-
-    n = len(node_ref)
-    key = u * n + v
-    if (key[1:] > key[:-1]).all():  # unique and sorted (e.g. upper-triangle order): no work
-        pair_key, entry_pair = key, rep
-    else:
-        # Merge duplicate edges (their costs add up, as in Problem.objective).
-        pair_key, pair_of_edge = np.unique(key, return_inverse=True)
-        entry_pair = pair_of_edge[rep]
-        if len(pair_key) < len(key):
-            ekey = (entry_pair * len(state_label) + a) * len(state_label) + b
-            uniq, inverse = np.unique(ekey, return_inverse=True)
-            summed = np.zeros(len(uniq))
-            np.add.at(summed, inverse, cost)
-            first = np.zeros(len(uniq), np.int64)
-            first[inverse[::-1]] = np.arange(len(ekey))[::-1]
-            entry_pair, a, b, cost = entry_pair[first], a[first], b[first], summed
-        order = np.argsort(entry_pair, kind="stable")
-        entry_pair, a, b, cost = entry_pair[order], a[order], b[order], cost[order]
+    pair_key, entry_pair, a, b, cost = _merge_pairs(u * n + v, rep, a, b, cost, len(state_label))
     inst = Instance(
         node_ref=node_ref.astype(np.int64),
         fixed=np.zeros(n, bool),
@@ -355,3 +314,72 @@ def instance_from_problem(problem: Problem) -> Instance:
     nonzero = np.zeros(len(pair_key), bool)
     nonzero[entry_pair[cost != 0]] = True
     return inst if nonzero.all() else inst.subset(np.ones(inst.num_states, bool))
+
+
+def _states(unary: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Nodes (candidates with a finite unary) and their states: ``(node_ref, state_start,
+    state_label, state_cost)``."""
+    allowed = np.isfinite(unary)
+    node_has = allowed.any(1)
+    node_ref = np.flatnonzero(node_has)
+    state_node, state_label = np.nonzero(allowed[node_has])
+    state_cost = unary[node_ref[state_node], state_label]
+    per_node = allowed[node_has].sum(1)
+    state_start = np.concatenate([[0], np.cumsum(per_node)]).astype(np.int64)
+    return node_ref, state_start, state_label, state_cost
+
+
+def _oriented_edges(
+    edges: np.ndarray, new_node: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Edges between nodes (those touching a candidate that can't be kept dropped), oriented
+    ``u < v``: ``(edge index, swapped, u, v)``."""
+    eu, ev = new_node[edges[:, 0]], new_node[edges[:, 1]]
+    e_idx = np.flatnonzero((eu >= 0) & (ev >= 0))
+    swap = eu[e_idx] > ev[e_idx]
+    u = np.where(swap, ev[e_idx], eu[e_idx])
+    v = np.where(swap, eu[e_idx], ev[e_idx])
+    return e_idx, swap, u, v
+
+
+def _entry_states(
+    u: np.ndarray, v: np.ndarray, state_start: np.ndarray, num_nodes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One entry per (edge, state of u, state of v): ``(edge, state a, state b)``."""
+    if state_start[-1] == num_nodes:  # one label per candidate: states are nodes
+        return np.arange(len(u)), u, v
+    per_node = np.diff(state_start)
+    nu, nv = per_node[u], per_node[v]
+    count = nu * nv
+    rep = np.repeat(np.arange(len(u)), count)
+    within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    a = state_start[u][rep] + within // nv[rep]
+    b = state_start[v][rep] + within % nv[rep]
+    return rep, a, b
+
+
+def _merge_pairs(
+    key: np.ndarray,
+    rep: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    cost: np.ndarray,
+    num_states: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs from edge keys ``u·n + v``: duplicate edges merged (their costs add up, as in
+    ``Problem.objective``), entries sorted by pair. Returns ``(pair_key, entry_pair, a, b,
+    cost)``."""
+    if (key[1:] > key[:-1]).all():  # unique and sorted (e.g. upper-triangle order): no work
+        return key, rep, a, b, cost
+    pair_key, pair_of_edge = np.unique(key, return_inverse=True)
+    entry_pair = pair_of_edge[rep]
+    if len(pair_key) < len(key):
+        ekey = (entry_pair * num_states + a) * num_states + b
+        uniq, inverse = np.unique(ekey, return_inverse=True)
+        summed = np.zeros(len(uniq))
+        np.add.at(summed, inverse, cost)
+        first = np.zeros(len(uniq), np.int64)
+        first[inverse[::-1]] = np.arange(len(ekey))[::-1]
+        entry_pair, a, b, cost = entry_pair[first], a[first], b[first], summed
+    order = np.argsort(entry_pair, kind="stable")
+    return pair_key, entry_pair[order], a[order], b[order], cost[order]
