@@ -9,6 +9,11 @@ costs from a :class:`PairwiseModel` fitted on separate training frames (``build_
     python benchmarks/solvers.py [--frames 100] [--seed 0] [--json PATH]
         [--methods deepcut,exact,3stage,2stage,heuristic] [--time-limit 10]
     python benchmarks/solvers.py --hard [--frames 30] [--seed 0] [--json PATH] [--md PATH]
+    python benchmarks/solvers.py --hard --baseline OLD_CHECKOUT [--repeats 3] [--json PATH]
+
+``--baseline``: old against new code in ONE run, so that both see the same load: two worker
+processes (``deepercut`` imported from ``OLD_CHECKOUT`` and from this checkout) solve every
+frame alternately, each solve repeated ``--repeats`` times and its lowest CPU time kept.
 
 ``--hard``: dense frames from an independent generator (:func:`hard_frame`: a stated noise
 model, no fitted pairwise model), solved by ``exact``, ``3stage`` and ``heuristic``.
@@ -23,7 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -215,6 +222,91 @@ def run(problems: list[Problem], methods: list[str], time_limit: float) -> dict:
     return records
 
 
+def serve() -> None:
+    """Worker of ``--baseline``: solve pickled ``(problem, method, time_limit, repeats)``
+    requests from stdin with the ``deepercut`` on ``PYTHONPATH``; answer each with the record
+    of the solve of least CPU time."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        try:
+            problem, method, time_limit, repeats = pickle.load(stdin)
+        except EOFError:
+            return
+        best = None
+        for _ in range(repeats):
+            wall, cpu = time.perf_counter(), time.process_time()
+            sol = solve(problem, method, time_limit=time_limit, skeleton=MPII14)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            if best is None or cpu * 1e3 < best["cpu_ms"]:
+                staged = "stages_optimal" in sol.stats
+                best = {
+                    "wall_ms": wall * 1e3,
+                    "cpu_ms": cpu * 1e3,
+                    "objective": sol.objective,
+                    "status": sol.status,
+                    "optimal": sol.stats["stages_optimal"] if staged else sol.status == "optimal",
+                }
+        pickle.dump(best, stdout)
+        stdout.flush()
+
+
+def compare(
+    problems: list[Problem], methods: list[str], time_limit: float, old_root: Path, repeats: int
+) -> dict:
+    """Old (``old_root``) against this checkout's solvers, frame by frame alternately."""
+    here = Path(__file__).resolve().parent
+    roots = {"old": old_root.resolve(), "new": here.parent}
+    workers = {
+        name: subprocess.Popen(
+            [sys.executable, str(here / "solvers.py"), "--serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(root)},
+        )
+        for name, root in roots.items()
+    }
+    records = {name: {m: [] for m in methods} for name in roots}
+    for i, problem in enumerate(problems):
+        order = ("old", "new") if i % 2 == 0 else ("new", "old")
+        for method in methods:
+            for name in order:
+                worker = workers[name]
+                pickle.dump((problem, method, time_limit, repeats), worker.stdin)
+                worker.stdin.flush()
+                records[name][method].append(pickle.load(worker.stdout))
+        line = " ".join(
+            f"{m}={records['old'][m][-1]['cpu_ms']:.0f}->{records['new'][m][-1]['cpu_ms']:.0f}ms"
+            for m in methods
+        )
+        print(f"frame {i + 1}/{len(problems)} n={problem.num_candidates} {line}", flush=True)
+    for worker in workers.values():
+        worker.stdin.close()
+        worker.wait()
+    return records
+
+
+def compare_table(records: dict) -> str:
+    """Markdown table: CPU ms old → new (median, p90, p99), per-frame ratio, same objective."""
+    lines = [
+        "| method | CPU ms median old → new | p90 | p99 | per-frame new/old (median) "
+        "| proven optimal | same objective |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in records["new"]:
+        old, new = (np.array([r["cpu_ms"] for r in records[k][m]]) for k in ("old", "new"))
+        same = sum(
+            abs(a["objective"] - b["objective"]) <= 1e-6 * max(1.0, abs(a["objective"]))
+            for a, b in zip(records["old"][m], records["new"][m], strict=True)
+        )
+        opt = [100 * np.mean([r["optimal"] for r in records[k][m]]) for k in ("old", "new")]
+        cells = [f"{np.percentile(old, q):.1f} → {np.percentile(new, q):.1f}" for q in (50, 90, 99)]
+        lines.append(
+            f"| {m} | {' | '.join(cells)} | {np.median(new / old):.2f} | "
+            f"{opt[0]:.0f} % → {opt[1]:.0f} % | {same}/{len(new)} |"
+        )
+    return "\n".join(lines)
+
+
 def summarise(problems: list[Problem], records: dict, time_limit: float) -> dict:
     """Per-method statistics, gaps to each frame's best proven optimum."""
     methods = list(records)
@@ -301,7 +393,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--time-limit", type=float, default=10.0)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--md", type=Path, default=None, help="also write the table here")
+    parser.add_argument("--baseline", type=Path, default=None, help="old checkout to compare")
+    parser.add_argument("--repeats", type=int, default=3, help="--baseline: solves per frame")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve:
+        serve()
+        return
     default_methods = HARD_METHODS if args.hard else METHODS
     methods = [m.strip() for m in (args.methods or ",".join(default_methods)).split(",")]
     methods = [m for m in methods if m]
@@ -311,6 +409,16 @@ def main(argv: list[str] | None = None) -> None:
         problems = make_hard_problems(frames, args.seed)
     else:
         problems = make_problems(frames, args.seed)
+    if args.baseline:
+        records = compare(problems, methods, args.time_limit, args.baseline, args.repeats)
+        print(compare_table(records))
+        out = {"machine": machine(), "seed": args.seed, "repeats": args.repeats}
+        out["machine"]["load_average_before"] = load_before
+        if args.md:
+            args.md.write_text(compare_table(records) + "\n")
+        if args.json:
+            args.json.write_text(json.dumps({**out, "records": records}, indent=1))
+        return
     records = run(problems, methods, args.time_limit)
     summary = summarise(problems, records, args.time_limit)
     summary["settings"]["seed"] = args.seed

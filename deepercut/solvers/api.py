@@ -56,28 +56,19 @@ def solve(
             cost a solution could use (entries for labels a candidate can't take are ignored).
     """
     start = time.perf_counter()
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
-    if stage_method not in ("exact", "heuristic"):
-        raise ValueError(f"stage_method must be 'exact' or 'heuristic', got {stage_method!r}")
-    if not time_limit > 0:
-        raise ValueError(f"time_limit must be positive, got {time_limit}")
+    _check_arguments(method, stage_method, time_limit)
     deadline = start + time_limit
     if method == "deepcut":
         return solve_deepcut(problem, deadline=deadline, num_workers=num_workers, start=start)
     if method in ("3stage", "2stage"):
         if skeleton is None:
             raise ValueError(f"method {method!r} needs a skeleton (its stage part groups)")
+        groups = skeleton.stage_groups(int(method[0]))
         label, cluster, stats, status = solve_staged(
-            problem,
-            skeleton.stage_groups(int(method[0])),
-            stage_method,
-            deadline,
-            num_workers,
+            problem, groups, stage_method, deadline, num_workers
         )
         objective = problem.objective(label, cluster)
         return make_solution(label, cluster, objective, -np.inf, status, start, stats)
-
     inst = instance_from_problem(problem)
     convert_s = time.perf_counter() - start
     result = solve_instance(inst, method, deadline, num_workers)
@@ -90,3 +81,13 @@ def solve(
     return make_solution(
         label, cluster, result.objective, result.bound, result.status, start, result.stats
     )
+
+
+def _check_arguments(method: str, stage_method: str, time_limit: float) -> None:
+    """Raise ``ValueError`` for an unknown method or stage method, or a non-positive limit."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    if stage_method not in ("exact", "heuristic"):
+        raise ValueError(f"stage_method must be 'exact' or 'heuristic', got {stage_method!r}")
+    if not time_limit > 0:
+        raise ValueError(f"time_limit must be positive, got {time_limit}")

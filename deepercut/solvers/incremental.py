@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from deepercut.solvers.components import labels_of, solve_instance
+from deepercut.solvers.components import InstanceResult, labels_of, solve_instance
 from deepercut.solvers.instance import Instance, instance_from_problem
 from deepercut.types import Problem
 
@@ -58,20 +58,7 @@ def solve_staged(
         new_nodes = np.flatnonzero(node_stage == k)
         inst = stage_instance(full, new_nodes, state, cluster, num_clusters)
         result = solve_instance(inst, stage_method, deadline, num_workers)
-        red = result.instance
-        # A stage cluster holding super-node j continues earlier cluster j; others are new.
-        kept = np.flatnonzero(result.state >= 0)
-        is_super = red.node_ref[kept] < 0
-        ids, which = np.unique(result.cluster[kept], return_inverse=True)
-        global_id = np.full(len(ids), -1, np.int64)
-        global_id[which[is_super]] = -1 - red.node_ref[kept[is_super]]
-        fresh = global_id < 0
-        global_id[fresh] = num_clusters + np.arange(int(fresh.sum()))
-        num_clusters += int(fresh.sum())
-        new_kept = kept[~is_super]
-        nodes = np.searchsorted(full.node_ref, red.node_ref[new_kept])
-        state[nodes] = state_of[nodes, red.state_label[result.state[new_kept]]]
-        cluster[nodes] = global_id[which[~is_super]]
+        num_clusters = _take_stage(full, state_of, result, state, cluster, num_clusters)
         if result.status == "time_limit":
             status = "time_limit"
         stages.append(
@@ -95,6 +82,35 @@ def solve_staged(
         "cuts": sum(s.get("cuts", 0) for s in stages),
     }
     return label, out_cluster, stats, status
+
+
+def _take_stage(
+    full: Instance,
+    state_of: np.ndarray,
+    result: InstanceResult,
+    state: np.ndarray,
+    cluster: np.ndarray,
+    num_clusters: int,
+) -> int:
+    """Write a stage's decisions on its new nodes into ``state``/``cluster`` (per node of
+    ``full``; ``state_of`` maps (node, label) to a state), in place; returns the new number
+    of clusters.
+
+    A stage cluster holding super-node j continues earlier cluster j; others are new.
+    """
+    red = result.instance
+    kept = np.flatnonzero(result.state >= 0)
+    is_super = red.node_ref[kept] < 0
+    ids, which = np.unique(result.cluster[kept], return_inverse=True)
+    global_id = np.full(len(ids), -1, np.int64)
+    global_id[which[is_super]] = -1 - red.node_ref[kept[is_super]]
+    fresh = global_id < 0
+    global_id[fresh] = num_clusters + np.arange(int(fresh.sum()))
+    new_kept = kept[~is_super]
+    nodes = np.searchsorted(full.node_ref, red.node_ref[new_kept])
+    state[nodes] = state_of[nodes, red.state_label[result.state[new_kept]]]
+    cluster[nodes] = global_id[which[~is_super]]
+    return num_clusters + int(fresh.sum())
 
 
 def stage_instance(
@@ -127,37 +143,11 @@ def stage_instance(
     chosen_cluster = np.full(full.num_states, -1, np.int64)
     decided = np.flatnonzero(state >= 0)
     chosen_cluster[state[decided]] = cluster[decided]
-
-    ea, eb, ec, ep = full.entry_a, full.entry_b, full.entry_cost, full.entry_pair
-    # Super-node ↔ new state: member join costs summed (a forbidden member join stays inf).
-    old_new = np.concatenate(
-        [
-            np.flatnonzero(is_new_state[ea] & (chosen_cluster[eb] >= 0)),
-            np.flatnonzero(is_new_state[eb] & (chosen_cluster[ea] >= 0)),
-        ]
+    sup, new, rep, s_new, sn_cost = _super_new_entries(
+        full, is_new_state, local_state, chosen_cluster, c, per_node
     )
-    new_end = np.where(is_new_state[ea[old_new]], ea[old_new], eb[old_new])
-    old_end = np.where(is_new_state[ea[old_new]], eb[old_new], ea[old_new])
-    summed = np.zeros((c, len(new_states)))
-    np.add.at(summed, (chosen_cluster[old_end], local_state[new_end]), ec[old_new])
-    state_starts = np.concatenate([[0], np.cumsum(per_node)])
-    if len(new_nodes):
-        touched = np.add.reduceat(summed != 0, state_starts[:-1], axis=1) > 0
-    else:
-        touched = np.zeros((c, 0), bool)
-    sup, new = np.nonzero(touched)  # a pair per (super-node, new node) with a non-zero sum
-    count = per_node[new]
-    rep = np.repeat(np.arange(len(sup)), count)  # one entry per state of the new node
-    within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-    s_new = state_starts[new][rep] + within
-
-    # New ↔ new: the full instance's pairs and entries; pair ids renumbered in order.
-    nn = np.flatnonzero(is_new_state[ea] & is_new_state[eb])
-    nn_pair = ep[nn]
-    first = np.r_[True, nn_pair[1:] != nn_pair[:-1]] if len(nn) else np.zeros(0, bool)
-    nn_local = np.cumsum(first) - 1
-    nn_pairs = nn_pair[first]
-
+    nn, nn_local, nn_pairs = _new_new_entries(full, is_new_state)
+    ea, eb = full.entry_a, full.entry_b
     # Super ↔ super: forbidden (earlier clusters never merge). Pair order: these, then
     # super–new, then new–new; entries grouped by pair in the same order.
     su, sv = np.triu_indices(c, 1)
@@ -165,7 +155,7 @@ def stage_instance(
     return Instance(
         node_ref=np.concatenate([-1 - np.arange(c), full.node_ref[new_nodes]]),
         fixed=np.concatenate([np.ones(c, bool), np.zeros(len(new_nodes), bool)]),
-        state_start=np.concatenate([np.arange(c), c + state_starts]),
+        state_start=np.concatenate([np.arange(c), c + np.r_[0, np.cumsum(per_node)]]),
         state_label=np.concatenate([np.full(c, -1), full.state_label[new_states]]),
         state_cost=np.concatenate([np.zeros(c), full.state_cost[new_states]]),
         pair_u=np.concatenate([su, sup, local_node[full.pair_u[nn_pairs]]]).astype(np.int64),
@@ -175,5 +165,52 @@ def stage_instance(
         ).astype(np.int64),
         entry_a=np.concatenate([su, sup[rep], c + local_state[ea[nn]]]).astype(np.int64),
         entry_b=np.concatenate([sv, c + s_new, c + local_state[eb[nn]]]).astype(np.int64),
-        entry_cost=np.concatenate([np.full(num_ss, np.inf), summed[sup[rep], s_new], ec[nn]]),
+        entry_cost=np.concatenate([np.full(num_ss, np.inf), sn_cost, full.entry_cost[nn]]),
     )
+
+
+def _super_new_entries(
+    full: Instance,
+    is_new_state: np.ndarray,
+    local_state: np.ndarray,
+    chosen_cluster: np.ndarray,
+    c: int,
+    per_node: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """Super-node ↔ new-node pairs: member join costs summed per new state (a forbidden
+    member join stays inf), a pair per (super-node, new node) with a non-zero sum.
+
+    Returns ``(super-node, new node (local), entry's pair, entry's new state, entry cost)``.
+    """
+    ea, eb, ec = full.entry_a, full.entry_b, full.entry_cost
+    old_new = np.concatenate(
+        [
+            np.flatnonzero(is_new_state[ea] & (chosen_cluster[eb] >= 0)),
+            np.flatnonzero(is_new_state[eb] & (chosen_cluster[ea] >= 0)),
+        ]
+    )
+    new_end = np.where(is_new_state[ea[old_new]], ea[old_new], eb[old_new])
+    old_end = np.where(is_new_state[ea[old_new]], eb[old_new], ea[old_new])
+    summed = np.zeros((c, int(per_node.sum())))
+    np.add.at(summed, (chosen_cluster[old_end], local_state[new_end]), ec[old_new])
+    state_starts = np.concatenate([[0], np.cumsum(per_node)])
+    if len(per_node):
+        touched = np.add.reduceat(summed != 0, state_starts[:-1], axis=1) > 0
+    else:
+        touched = np.zeros((c, 0), bool)
+    sup, new = np.nonzero(touched)
+    count = per_node[new]
+    rep = np.repeat(np.arange(len(sup)), count)  # one entry per state of the new node
+    within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    s_new = state_starts[new][rep] + within
+    return sup, new, rep, s_new, summed[sup[rep], s_new]
+
+
+def _new_new_entries(full: Instance, is_new_state: np.ndarray) -> tuple[np.ndarray, ...]:
+    """New ↔ new: the full instance's entries between new states, their pairs renumbered in
+    order. Returns ``(entries of full, local pair of each entry, full pair of each local
+    pair)``."""
+    nn = np.flatnonzero(is_new_state[full.entry_a] & is_new_state[full.entry_b])
+    nn_pair = full.entry_pair[nn]
+    first = np.r_[True, nn_pair[1:] != nn_pair[:-1]] if len(nn) else np.zeros(0, bool)
+    return nn, np.cumsum(first) - 1, nn_pair[first]
