@@ -203,6 +203,13 @@ class CrashingSolver:
         os._exit(1)
 
 
+#: Engine settings for tests that compare poses across execution modes (in-process, Ray
+#: actors, detector actors, damaged files) on a machine of any speed or load: a solve limit no
+#: frame of these small videos reaches (a frame cut short by the wall clock may rightly get
+#: other poses), and room for Ray actors to start (importing torch takes minutes under load).
+UNHURRIED: dict[str, float] = {"time_limit": 120.0, "startup_timeout": 900.0}
+
+
 def match_error(poses: Poses, truth_frame: dict[str, Any]) -> float:
     """Median over truth people of the mean pixel error of their best-matching pose, using
     the visible joints both have (inf when a person has no match)."""

@@ -30,6 +30,7 @@ from deepercut.types import Poses
         ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
         ({"live_batch_size": 0}, "live_batch_size must be >= 1"),
         ({"chunk_frames": 0}, "chunk_frames must be >= 1"),
+        ({"startup_timeout": 0.0}, "startup_timeout must be > 0, got 0.0"),
         ({"workers": -1}, "workers must be >= 0, got -1"),
         ({"detector_actors": -2}, "detector_actors must be >= 0"),
         ({"temporal": -1}, "temporal must be >= 0"),

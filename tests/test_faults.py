@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 import torch
 from engine_support import (
+    UNHURRIED,
     TruthDetector,
     assert_same_poses,
     fitted_pairwise,
@@ -70,7 +71,9 @@ def ray_engine(video, model):
     (the others solve in-process)."""
     with local_ray():
         detector = TruthDetector(video[1])
-        with Engine(model, solver="3stage", workers=2, batch_size=2, detector=detector) as engine:
+        with Engine(
+            model, solver="3stage", workers=2, batch_size=2, **UNHURRIED, detector=detector
+        ) as engine:
             yield engine
 
 
@@ -90,7 +93,7 @@ def model():
 def clean(video, model):
     """The clean run: every frame's poses and image, in-process."""
     path, truth = video
-    with Engine(model, solver="3stage", detector=TruthDetector(truth)) as engine:
+    with Engine(model, solver="3stage", **UNHURRIED, detector=TruthDetector(truth)) as engine:
         results = list(engine.run_frames(str(path), keep_images=True))
     assert [r.index for r in results] == list(range(FRAMES))
     return {r.index: r for r in results}
@@ -253,7 +256,9 @@ def test_frames_received_before_a_source_gives_up_are_handed_back(
     with open_source(gone, reconnect=policy, queue_size=64) as src:
         gone.unlink()  # the open file stays readable; reopening it at its end fails
         # 48 frames in batches of 5: the last 3 are still being batched when the source fails.
-        with Engine(model, solver="3stage", batch_size=5, detector=TruthDetector(truth)) as engine:
+        with Engine(
+            model, solver="3stage", batch_size=5, **UNHURRIED, detector=TruthDetector(truth)
+        ) as engine:
             results = []
             with pytest.raises(SourceError, match="gave up after 1 reconnect attempts"):
                 for result in engine.run_frames(src):
@@ -291,7 +296,7 @@ def test_corrupt_packets_are_skipped_and_counted(video, model, clean, tmp_path: 
     # A P-frame and a keyframe replaced by garbage, one P-frame cut short.
     _remux(path, damaged, {11: "garbage", 2 * KEYFRAMES: "garbage", 29: "cut"})
     with open_source(damaged) as src:
-        with Engine(model, solver="3stage", detector=TruthDetector(truth)) as engine:
+        with Engine(model, solver="3stage", **UNHURRIED, detector=TruthDetector(truth)) as engine:
             results = list(engine.run_frames(src, keep_images=True))
     stats = src.stats
     indices = [r.index for r in results]
@@ -321,7 +326,7 @@ def test_file_truncated_anywhere_ends_cleanly_with_a_prefix(
     cut = int(np.random.default_rng(seed).integers(len(data) // 10, len(data) - 100))
     truncated = tmp_path / "truncated.mkv"
     truncated.write_bytes(data[:cut])
-    with Engine(model, solver="3stage", detector=TruthDetector(truth)) as engine:
+    with Engine(model, solver="3stage", **UNHURRIED, detector=TruthDetector(truth)) as engine:
         results = list(engine.run_frames(str(truncated)))
     assert results, f"nothing decoded from {cut} of {len(data)} bytes"
     assert_matches_clean(results, clean)
@@ -420,7 +425,9 @@ def test_time_limit_on_a_dense_cluttered_frame_falls_back_and_is_flagged() -> No
 def test_following_a_stream_the_engine_is_writing(video, model, clean, tmp_path: Path) -> None:
     path, truth = video
     out = tmp_path / "live.msgpack"
-    with Engine(model, solver="3stage", detector=TruthDetector(truth, delay=0.01)) as engine:
+    with Engine(
+        model, solver="3stage", **UNHURRIED, detector=TruthDetector(truth, delay=0.01)
+    ) as engine:
         header = make_header(engine.skeleton, model=engine.info())
         writer = PoseWriter(out, header)  # the header exists before the reader opens
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from engine_support import (
+    UNHURRIED,
     VIDEO_FRAMES,
     VIDEO_HEIGHTS,
     TruthDetector,
@@ -48,7 +49,9 @@ def model():
 def reference(video, model):
     """Poses of the whole video, in-process, exact solver on simulated candidates."""
     path, truth = video
-    with Engine(model, solver="exact", workers=0, detector=TruthDetector(truth)) as engine:
+    with Engine(
+        model, solver="exact", workers=0, **UNHURRIED, detector=TruthDetector(truth)
+    ) as engine:
         poses = list(engine.run(path))
         return poses, engine.stats
 
@@ -69,7 +72,9 @@ def test_one_result_per_frame_in_order_near_the_truth(video, reference) -> None:
 
 def test_ray_workers_give_the_same_poses(video, model, reference) -> None:
     path, truth = video
-    with Engine(model, solver="exact", workers=2, detector=TruthDetector(truth)) as engine:
+    with Engine(
+        model, solver="exact", workers=2, **UNHURRIED, detector=TruthDetector(truth)
+    ) as engine:
         poses = list(engine.run(path))
     assert_same_poses(poses, reference[0])
 
@@ -77,7 +82,9 @@ def test_ray_workers_give_the_same_poses(video, model, reference) -> None:
 def test_killed_actor_loses_and_duplicates_no_frame(video, model, reference) -> None:
     path, truth = video
     detector = TruthDetector(truth)
-    with Engine(model, solver="exact", workers=2, detector=detector, batch_size=2) as engine:
+    with Engine(
+        model, solver="exact", workers=2, **UNHURRIED, detector=detector, batch_size=2
+    ) as engine:
         poses = []
         for p in engine.run(path):
             poses.append(p)

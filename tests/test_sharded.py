@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from engine_support import (
+    UNHURRIED,
     VIDEO_FRAMES,
     TruthDetector,
     assert_same_poses,
@@ -14,6 +15,7 @@ from engine_support import (
 )
 
 from deepercut.cli import main
+from deepercut.engine.config import EngineConfig
 from deepercut.engine.pipeline import Engine
 from deepercut.engine.sharded import keyframe_indices, plan_chunks
 from deepercut.streams import read_poses
@@ -41,7 +43,7 @@ def model():
 @pytest.fixture(scope="module")
 def reference(video, model):
     path, truth = video
-    with Engine(model, solver="exact", detector=TruthDetector(truth)) as engine:
+    with Engine(model, solver="exact", **UNHURRIED, detector=TruthDetector(truth)) as engine:
         return list(engine.run(path))
 
 
@@ -59,6 +61,7 @@ def test_detector_actors_give_the_same_poses_in_order(video, model, reference) -
     path, truth = video
     with Engine(
         model,
+        **UNHURRIED,
         solver="exact",
         workers=1,
         detector=TruthDetector(truth),
@@ -82,7 +85,25 @@ def test_detector_actors_give_the_same_poses_in_order(video, model, reference) -
 def test_cli_detects_on_actors_with_the_network(video, tmp_path) -> None:
     path, _ = video
     model, out = save_tiny_model(tmp_path / "tiny.pt"), tmp_path / "poses.msgpack"
-    flags = "--detector-actors 2 --workers 0 --solver heuristic --quiet".split()
+    # Room for the actors to start on a loaded machine (importing torch can take minutes).
+    flags = (
+        "--detector-actors 2 --workers 0 --solver heuristic --startup-timeout 900 --quiet".split()
+    )
     assert main(["run", path, "-o", str(out), "--model", str(model), *flags]) == 0
     with read_poses(out) as stream:
         assert [p.frame for p in stream] == list(range(VIDEO_FRAMES))
+
+
+def test_actors_that_do_not_start_in_time_are_a_clear_error(video, model) -> None:
+    path, truth = video
+    config = EngineConfig(
+        model,
+        workers=0,
+        detector=TruthDetector(truth),
+        detector_actors=1,
+        detector_gpus=0,
+        startup_timeout=1e-3,  # no actor imports torch in a millisecond
+    )
+    with pytest.raises(RuntimeError, match=r"1 detector actors .* did not start"):
+        with Engine(config) as engine:
+            list(engine.run(path))

@@ -121,6 +121,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-address", default=None, help="Ray cluster: auto, HOST:PORT, ray://...")
     p.add_argument("--max-in-flight", type=int, default=None, help="frames being solved at once")
     p.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="seconds a Ray actor may take to start (default: %(default)s)",
+    )
+    p.add_argument(
         "--detector-actors",
         type=int,
         default=0,
@@ -301,6 +308,7 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         solver=args.solver,
         workers=args.workers,
         ray_address=args.ray_address,
+        startup_timeout=args.startup_timeout,
         backend=args.backend,
         device=args.device,
         precision=args.precision,

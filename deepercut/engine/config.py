@@ -61,6 +61,9 @@ class EngineConfig:
             frame solving and one queued per actor).
         log_to_driver: show the Ray actors' output.
         ray_init_kwargs: extra ``ray.init`` arguments (e.g. a ``runtime_env`` for a cluster).
+        startup_timeout: seconds a Ray actor (a solver actor, its replacement, a detector
+            actor) may take to start before it counts as failed; a loaded machine or an
+            autoscaling cluster needs more than the default.
 
     Detection:
         backend: ``auto``, ``tensorrt``, ``compile``, ``onnxruntime`` or ``eager`` (see
@@ -115,6 +118,7 @@ class EngineConfig:
     max_in_flight: int | None = None
     log_to_driver: bool = False
     ray_init_kwargs: dict[str, Any] | None = None
+    startup_timeout: float = 120.0
 
     backend: str = "auto"
     device: str | torch.device | None = None
@@ -150,6 +154,8 @@ class EngineConfig:
                 raise ValueError(f"unknown {name} method {method!r}; choose one of {METHODS}")
         if self.ray_address and self.workers == 0 and self.detector_actors == 0:
             raise ValueError("a Ray address needs workers >= 1 (workers=0 solves in-process)")
+        if not self.startup_timeout > 0:
+            raise ValueError(f"startup_timeout must be > 0, got {self.startup_timeout}")
 
     def _check_counts(self) -> None:
         for name in ("workers", "detector_actors", "temporal"):

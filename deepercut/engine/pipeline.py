@@ -194,6 +194,7 @@ class Engine:
             max_in_flight=config.max_in_flight,
             # An actor silent for this long is hung: far beyond a solve's time limit.
             stall_timeout=max(15.0, 5 * self.frame_solver.time_limit + 5),
+            startup_timeout=config.startup_timeout,
         )
         if config.detector_actors:
             from deepercut.engine.sharded import ShardedDetector
@@ -204,6 +205,7 @@ class Engine:
                 gpus_per_actor=config.detector_gpus,
                 chunk_frames=config.chunk_frames,
                 detector=config.detector,
+                startup_timeout=config.startup_timeout,
                 options={
                     "input_hw": config.input_hw,
                     "params": config.candidate_params,
