@@ -11,7 +11,7 @@ policy), then solved by the engine's frame solver and written as msgpack records
   ``benchmarks/openfield.py``), batch ``--batch-size``.
 
     python benchmarks/stages.py [--frames 60] [--openfield runs/openfield.pt]
-        [--full] [--json benchmarks/results/stages.json]
+        [--full] [--video PATH] [--json benchmarks/results/stages.json]
 """
 
 from __future__ import annotations
@@ -140,6 +140,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--openfield", default=None, help="openfield checkpoint")
+    parser.add_argument("--video", type=Path, default=None, help="default: the setup's")
     parser.add_argument("--full", action="store_true", help="openfield without cropping")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
@@ -148,10 +149,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     options: dict[str, Any] = {"device": "cpu", "threads": args.threads, "workers": 0}
     if args.openfield:
-        video, model, batch = OPENFIELD_VIDEO, args.openfield, args.batch_size or 8
+        video, model, batch = args.video or OPENFIELD_VIDEO, args.openfield, args.batch_size or 8
         options.update(max_people=1, dynamic_crop=False if args.full else CropConfig())
     else:
-        video, model, batch = VIDEO, None, args.batch_size or 1
+        video, model, batch = args.video or VIDEO, None, args.batch_size or 1
     load_start = os.getloadavg()
     frames, decode_s = decode(video, args.frames)
     with Engine(model, batch_size=batch, **options) as engine:
