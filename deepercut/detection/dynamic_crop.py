@@ -80,7 +80,7 @@ class CropConfig:
     """
 
     margin: int = 32
-    sizes: tuple[int, ...] = (128, 192, 256, 384)
+    sizes: tuple[int, ...] = (128, 192, 256, 320, 384)
     min_score: float = 0.4
     min_parts: int | None = None
     edge: float = 4.0
