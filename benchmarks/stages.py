@@ -87,7 +87,8 @@ def instrument(engine: Engine, timers: Timers) -> None:
     for network in networks:
         network.preprocess = timers.wrap("letterbox + upload", network.preprocess)
         network.runner = timers.wrap("network", network.runner)
-        network.net.decode = timers.wrap("decode maps", network.net.decode)
+    for net in {id(n.net): n.net for n in networks}.values():  # crop detectors share one
+        net.decode = timers.wrap("decode maps", net.decode)
     for name, label in (("extract_candidate_tensors", "extract"), ("map_candidates", "map back")):
         setattr(detector_module, name, timers.wrap(label, getattr(detector_module, name)))
 
