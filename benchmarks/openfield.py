@@ -103,6 +103,7 @@ def main() -> None:
         Engine(args.model, dynamic_crop=config, **options) as crop,
     ):
         backend = {"full": full.backend, "crop": crop.backend, "reason": full.backend_reason}
+        used = crop.detector.policy.config  # type: ignore[union-attr]  # as the engine set it
         for r in range(args.rounds):
             full_stats, full_poses = run_once(full, args.video, args.max_frames)
             crop_stats, crop_poses = run_once(crop, args.video, args.max_frames)
@@ -120,7 +121,12 @@ def main() -> None:
         "video": str(args.video),
         "model": str(args.model),
         "backend": backend,
-        "settings": {**options, "margin": args.margin, "sizes": list(config.sizes)},
+        "settings": {
+            **options,
+            "margin": used.margin,
+            "sizes": list(used.sizes),
+            "crop_group": used.group,  # frames per crop (1: frame by frame)
+        },
         "machine": machine(),
         "load_average_start": [round(v, 2) for v in load_start],
         "rounds": rounds,
@@ -134,8 +140,8 @@ def main() -> None:
         + f"` ({result['machine']['cpu']}, {result['machine']['cores']} cores, load average "
         f"at start {result['load_average_start']}, at end {result['machine']['load_average']}; "
         "a shared machine, so absolute numbers are pessimistic, ratios come from one run). "
-        f"Backend: {backend['full']} ({backend['reason']}); batch {args.batch_size}, "
-        "in-process solver, one animal.",
+        f"Backend: {backend['full']} ({backend['reason']}); batch {args.batch_size}, crops of "
+        f"{used.group or args.batch_size} frame(s), in-process solver, one animal.",
         "",
         "| round | full fps | crop fps | crop / full | vs DLC 3 (2.31) | detect share full → crop "
         "| cropped / full / fallbacks | keypoint Δ median / p95 px | Δ > 5 px |",

@@ -143,7 +143,19 @@ def test_network_detector_candidates_match_eager() -> None:
     assert fast.backend == "onnxruntime"
     rng = np.random.default_rng(0)
     frames = [Frame(i, i / 25, rng.integers(0, 256, (48, 80, 3), np.uint8)) for i in range(3)]
+    # torch only post-processes for ONNX Runtime: one thread for the call, then restored.
+    torch.set_num_threads(2)
+    seen: list[int] = []
+    run = fast.runner
+
+    def spy(images: torch.Tensor) -> object:
+        seen.append(torch.get_num_threads())
+        return run(images)
+
+    fast.runner = spy  # type: ignore[assignment]
     got, expected = fast(frames), eager(frames)
+    assert seen == [1] and eager.torch_threads is None
+    assert torch.get_num_threads() == 2
     assert sum(len(c.xy) for c in expected) > 0
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_array_equal(a.part, b.part)

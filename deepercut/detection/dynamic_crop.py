@@ -10,19 +10,22 @@ and, for the next frames, cuts a square crop around it:
   smallest of a few fixed ``sizes`` (network-input pixels, multiples of 16) that holds it, so a
   compiled / ONNX Runtime backend is built once per size, never per frame; the crop's origin is
   aligned to 16 pixels so its network grid falls on the full frame's;
-- a frame whose crop lost the animals (fewer than ``min_parts`` confident parts) or whose
-  confident candidates touch an inner crop edge is detected again on the full frame (a
-  *fallback*), and the next crop's margin doubles (*widening*, up to ``max_widen``) until a
-  batch passes without fallbacks;
+- a frame whose crop lost the animals (no group of confident candidates with ``min_parts``
+  parts: the same test the box follows) or whose animals touch an inner crop edge is
+  detected again on the full frame (a *fallback*), and the next crop's margin doubles
+  (*widening*, up to ``max_widen``) until a batch passes without fallbacks;
 - the first frame, a frame after the animals were lost, a frame size change and every
   ``refresh``-th frame (to catch animals that entered elsewhere) are detected full-frame.
 
-Batches: all frames of one detector call share one crop, chosen from what the previous call
-found (the union of its frames' boxes, grown by the motion allowance for the frames ahead), so
-the network still runs one batched call; each frame is then checked on its own and only lost
-frames are detected again. In file mode batches are fixed, so runs are reproducible; in live
-mode a call holds the newest frames (usually one) and dropped frames count in the elapsed
-frames of the motion allowance.
+Batches: the frames of one detector call are cropped in groups of ``group`` frames (default:
+the whole call), one after the other; the frames of a group share one crop, chosen from what
+the group before found (the union of its frames' boxes, grown by the motion allowance for the
+frames ahead), so the network runs one batched call per group; each frame is then checked on
+its own and only lost frames are detected again. Groups of one follow the animal frame by
+frame with the smallest crops (the motion allowance covers one frame, not a batch): the
+engine's choice on the CPU, where a batch costs about as much as its frames one by one. In
+file mode batches are fixed, so runs are reproducible; in live mode a call holds the newest
+frames (usually one) and dropped frames count in the elapsed frames of the motion allowance.
 
 Candidates are mapped back to frame pixels exactly: the crop detector maps them to crop pixels
 and the crop's integer origin is added.
@@ -72,10 +75,12 @@ class CropConfig:
             an animal (a spurious detection elsewhere must not stretch the crop).
         max_animals: follow at most this many animals, the highest-scoring groups (``None``:
             all; the engine passes its ``max_people``).
+        group: frames cropped together (one network call, one crop); ``None``: a detector
+            call's frames all at once (the engine: 1 on the CPU, its batch size elsewhere).
     """
 
     margin: int = 32
-    sizes: tuple[int, ...] = (128, 192, 256, 384)
+    sizes: tuple[int, ...] = (128, 192, 256, 320, 384)
     min_score: float = 0.4
     min_parts: int | None = None
     edge: float = 4.0
@@ -84,6 +89,7 @@ class CropConfig:
     refresh: int = 0
     link: float = 0.35
     max_animals: int | None = None
+    group: int | None = None
 
     def __post_init__(self) -> None:
         if self.margin < 0:
@@ -98,6 +104,8 @@ class CropConfig:
             raise ValueError("need max_widen >= 1, 0 < max_area <= 1 and refresh >= 0")
         if not 0 < self.link <= 1 or (self.max_animals is not None and self.max_animals < 1):
             raise ValueError("need 0 < link <= 1 and max_animals >= 1 (or None)")
+        if self.group is not None and self.group < 1:
+            raise ValueError(f"group must be >= 1 (or None), got {self.group}")
 
     def parts_needed(self, num_parts: int) -> int:
         """Confident parts a frame needs to count as found."""
@@ -230,12 +238,13 @@ class CropPolicy:
         return Region(left, top, extent, extent, side)
 
     def lost(self, candidates: Candidates, region: Region, frame_hw: tuple[int, int]) -> bool:
-        """Whether a crop's frame-pixel candidates miss the animals (too few confident parts)
-        or reach an inner crop edge."""
-        confident = candidates.score >= self.config.min_score
-        if len(np.unique(candidates.part[confident])) < self.parts_needed:
+        """Whether a crop's frame-pixel candidates miss the animals (no :meth:`animals` group:
+        the same test the next crop follows) or an animal reaches an inner crop edge (a
+        spurious detection there does not count)."""
+        keep = self.animals(candidates, frame_hw)
+        if not keep.any():
             return True
-        return region.touches_inner_edge(candidates.xy[confident], frame_hw, self.config.edge)
+        return region.touches_inner_edge(candidates.xy[keep], frame_hw, self.config.edge)
 
     def animals(self, candidates: Candidates, frame_hw: tuple[int, int]) -> np.ndarray:
         """Which candidates belong to the animals to follow (a mask): confident ones, grouped
@@ -369,12 +378,20 @@ class DynamicCropDetector:
     def __call__(self, frames: Sequence[Frame]) -> list[Candidates]:
         if not frames:
             return []
-        policy, stats = self.policy, self.stats
         frame_hw = frames[0].image.shape[:2]
         if any(f.image.shape[:2] != frame_hw for f in frames):  # mixed sizes (image folder)
-            policy.reset()
-            stats.full += len(frames)
+            self.policy.reset()
+            self.stats.full += len(frames)
             return self.full(frames)
+        group = self.policy.config.group or len(frames)
+        found: list[Candidates] = []
+        for start in range(0, len(frames), group):
+            found += self._detect_group(frames[start : start + group], frame_hw)
+        return found
+
+    def _detect_group(self, frames: Sequence[Frame], frame_hw: tuple[int, int]) -> list[Candidates]:
+        """Frames of one size in one crop (module docstring), lost ones again full-frame."""
+        policy, stats = self.policy, self.stats
         region = policy.region(frame_hw, frames[-1].index)
         out: list[Candidates | None] = [None] * len(frames)
         refresh = self.policy.config.refresh

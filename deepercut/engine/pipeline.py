@@ -148,6 +148,10 @@ class Engine:
             crop = crop if isinstance(crop, CropConfig) else CropConfig()
             if crop.max_animals is None:  # follow the people the engine keeps
                 crop = dataclasses.replace(crop, max_animals=config.max_people)
+            if crop.group is None and self.device.type == "cpu":
+                # Frame by frame: crops need no motion allowance for a batch's frames ahead,
+                # and a CPU batch costs about as much as its frames one by one.
+                crop = dataclasses.replace(crop, group=1)
             self.detector = DynamicCropDetector(
                 self.detector,
                 # a custom detector takes any image size
