@@ -8,12 +8,12 @@ import torch
 
 from deepercut.model.letterbox import (
     Letterbox,
-    apply_letterbox,
     letterbox_params,
     map_candidates,
     pad_to_multiple,
     padding_box,
 )
+from deepercut.model.letterbox_image import apply_letterbox
 from deepercut.types import Candidates
 
 CASES = [

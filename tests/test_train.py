@@ -13,7 +13,7 @@ from deepercut.model.codecs import offset_statistics
 from deepercut.model.io import load_model
 from deepercut.skeleton import MPII14, Skeleton
 from deepercut.train.augment import AugmentParams, PoseSample, augment
-from deepercut.train.loop import TrainConfig, train
+from deepercut.train.loop import LoopConfig, train
 from deepercut.train.targets import make_targets
 
 TINY = Skeleton(
@@ -120,7 +120,7 @@ def test_short_training_run_lowers_the_loss(tmp_path) -> None:
         ones = np.ones((m, 3), bool)
         return PoseSample(img, kp, ones, ones, np.full(m, 60.0, np.float32))
 
-    config = TrainConfig(
+    config = LoopConfig(
         arch="resnet18",
         width=8,
         head_channels=16,

@@ -24,7 +24,7 @@ import dataclasses
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -66,78 +66,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("source", help="video file, image folder, camera (0, /dev/video0) or URL")
-    p.add_argument("-o", "--out", default=None, help="pose stream to write (.msgpack)")
-    p.add_argument(
-        "--render",
-        default=None,
-        metavar="PATH",
-        help="overlay video to write (.mp4); for an image folder, a folder of overlay images "
-        "with the input's file names, or a video when PATH has a video suffix",
-    )
-    p.add_argument(
-        "--render-size",
-        type=parse_wh,
-        default=None,
-        metavar="WxH",
-        help="overlay video canvas; each frame is letterboxed into it (default: the first "
-        "frame's size)",
-    )
-    p.add_argument(
-        "--serve",
-        default=None,
-        help="publish the stream at tcp://HOST:PORT (a loopback host, e.g. 127.0.0.1)",
-    )
-    p.add_argument(
-        "--serve-public",
-        action="store_true",
-        help="let --serve bind a non-loopback address (e.g. tcp://0.0.0.0:PORT): the stream "
-        "has no authentication",
-    )
-    p.add_argument("--model", default=None, help="checkpoint (default: the bundled model)")
-    p.add_argument("--solver", choices=METHODS, default="3stage", help="default: %(default)s")
-    p.add_argument("--time-limit", type=float, default=1.0, help="seconds per frame's solve")
-    p.add_argument(
-        "--max-people",
-        type=int,
-        default=None,
-        metavar="N",
-        help="at most N people (animals) per frame, the highest-scoring; 1 for a single-animal "
-        "project (default: all)",
-    )
-    p.add_argument(
-        "--min-parts",
-        type=int,
-        default=DEFAULT_MIN_PARTS,
-        metavar="N",
-        help="drop people with fewer than N parts, e.g. a detached forearm (default: %(default)s)",
-    )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=default_workers(),
-        help="solver processes (Ray actors); 0 = in this process (default: cores − 1 = "
-        "%(default)s)",
-    )
-    p.add_argument("--ray-address", default=None, help="Ray cluster: auto, HOST:PORT, ray://...")
-    p.add_argument("--max-in-flight", type=int, default=None, help="frames being solved at once")
-    p.add_argument(
-        "--startup-timeout",
-        type=float,
-        default=120.0,
-        metavar="S",
-        help="seconds a Ray actor may take to start (default: %(default)s)",
-    )
-    p.add_argument(
-        "--detector-actors",
-        type=int,
-        default=0,
-        help="detect a video file in N Ray actors (one GPU each when the cluster has GPUs), "
-        "in keyframe-aligned chunks; default: in this process",
-    )
-    p.add_argument(
+    for add in (
+        _add_source_args,
+        _add_detector_args,
+        _add_solver_args,
+        _add_identity_args,
+        _add_output_args,
+    ):
+        add(p)
+    p.set_defaults(func=run)
+
+
+def _add_source_args(p: argparse.ArgumentParser) -> None:
+    """Options of the source: which frames, live or paced."""
+    g = p.add_argument_group("source")
+    g.add_argument(
         "--live", action="store_true", help="drop frames under overload (default for cameras)"
     )
-    p.add_argument(
+    g.add_argument(
         "--realtime",
         type=float,
         nargs="?",
@@ -146,23 +92,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FPS",
         help="play a file as a virtual camera at its frame rate (or FPS); implies --live",
     )
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help="detector backend")
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    p.add_argument(
+    g.add_argument("--start", type=int, default=0, help="first frame index")
+    g.add_argument("--stop", type=int, default=None, help="frame index to stop before")
+    g.add_argument("--stride", type=int, default=1, help="every N-th frame")
+    g.add_argument("--max-frames", type=int, default=None, help="at most N frames")
+
+
+def _add_detector_args(p: argparse.ArgumentParser) -> None:
+    """Options of the detector: model, backend, batches, cropping."""
+    g = p.add_argument_group("detection")
+    g.add_argument("--model", default=None, help="checkpoint (default: the bundled model)")
+    g.add_argument("--backend", choices=BACKENDS, default="auto", help="detector backend")
+    g.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    g.add_argument(
         "--precision",
         choices=("fp16", "fp32"),
         default=None,
         help="detector precision (default: fp16 on CUDA, fp32 on the CPU)",
     )
-    p.add_argument("--input-size", type=parse_hw, default=None, help="network input HxW")
-    p.add_argument("--batch-size", type=int, default=8, help="frames per detector batch")
-    p.add_argument(
+    g.add_argument("--input-size", type=parse_hw, default=None, help="network input HxW")
+    g.add_argument("--batch-size", type=int, default=8, help="frames per detector batch")
+    g.add_argument(
         "--live-batch",
         type=int,
         default=None,
         help="live mode: newest frames detected at once (default: 1 on CPU, --batch-size on CUDA)",
     )
-    p.add_argument(
+    g.add_argument(
         "--dynamic-crop",
         type=int,
         nargs="?",
@@ -173,18 +129,64 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "MARGIN pixels wider on each side (default %(const)s); the full frame when they are "
         "lost",
     )
-    p.add_argument("--start", type=int, default=0, help="first frame index")
-    p.add_argument("--stop", type=int, default=None, help="frame index to stop before")
-    p.add_argument("--stride", type=int, default=1, help="every N-th frame")
-    p.add_argument("--max-frames", type=int, default=None, help="at most N frames")
-    p.add_argument(
+    g.add_argument(
+        "--detector-actors",
+        type=int,
+        default=0,
+        help="detect a video file in N Ray actors (one GPU each when the cluster has GPUs), "
+        "in keyframe-aligned chunks; default: in this process",
+    )
+
+
+def _add_solver_args(p: argparse.ArgumentParser) -> None:
+    """Options of the solvers, their Ray pool and the people they keep."""
+    g = p.add_argument_group("solving")
+    g.add_argument("--solver", choices=METHODS, default="3stage", help="default: %(default)s")
+    g.add_argument("--time-limit", type=float, default=1.0, help="seconds per frame's solve")
+    g.add_argument(
+        "--max-people",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N people (animals) per frame, the highest-scoring; 1 for a single-animal "
+        "project (default: all)",
+    )
+    g.add_argument(
+        "--min-parts",
+        type=int,
+        default=DEFAULT_MIN_PARTS,
+        metavar="N",
+        help="drop people with fewer than N parts, e.g. a detached forearm (default: %(default)s)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="solver processes (Ray actors); 0 = in this process (default: cores − 1 = "
+        "%(default)s)",
+    )
+    g.add_argument("--ray-address", default=None, help="Ray cluster: auto, HOST:PORT, ray://...")
+    g.add_argument("--max-in-flight", type=int, default=None, help="frames being solved at once")
+    g.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="seconds a Ray actor may take to start (default: %(default)s)",
+    )
+
+
+def _add_identity_args(p: argparse.ArgumentParser) -> None:
+    """Options of the track ids and smoothing."""
+    g = p.add_argument_group("identities")
+    g.add_argument(
         "--track",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="stable person ids across frames with the online tracker (default: on, but off "
         "for an image folder, whose images are usually unrelated)",
     )
-    p.add_argument(
+    g.add_argument(
         "--temporal",
         type=int,
         default=0,
@@ -192,8 +194,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="decide ids in the solve: temporal multicut with the previous K frames' people "
         "(solved in this process, in frame order; replaces the online tracker)",
     )
-    p.add_argument("--temporal-model", default=None, help="temporal cost model (.npz)")
-    p.add_argument(
+    g.add_argument("--temporal-model", default=None, help="temporal cost model (.npz)")
+    g.add_argument(
         "--smooth",
         type=float,
         nargs="?",
@@ -202,8 +204,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="MIN_CUTOFF",
         help="One-Euro smoothing of tracked keypoints (cut-off at rest in Hz, default 1.0)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress and no summary")
-    p.set_defaults(func=run)
+
+
+def _add_output_args(p: argparse.ArgumentParser) -> None:
+    """Options of what the run writes: stream, overlay, server, messages."""
+    g = p.add_argument_group("output")
+    g.add_argument("-o", "--out", default=None, help="pose stream to write (.msgpack)")
+    g.add_argument(
+        "--render",
+        default=None,
+        metavar="PATH",
+        help="overlay video to write (.mp4); for an image folder, a folder of overlay images "
+        "with the input's file names, or a video when PATH has a video suffix",
+    )
+    g.add_argument(
+        "--render-size",
+        type=parse_wh,
+        default=None,
+        metavar="WxH",
+        help="overlay video canvas; each frame is letterboxed into it (default: the first "
+        "frame's size)",
+    )
+    g.add_argument(
+        "--serve",
+        default=None,
+        help="publish the stream at tcp://HOST:PORT (a loopback host, e.g. 127.0.0.1)",
+    )
+    g.add_argument(
+        "--serve-public",
+        action="store_true",
+        help="let --serve bind a non-loopback address (e.g. tcp://0.0.0.0:PORT): the stream "
+        "has no authentication",
+    )
+    g.add_argument("--quiet", action="store_true", help="no progress and no summary")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -218,45 +251,15 @@ def run(args: argparse.Namespace) -> int:
         {"source": args.source, "--model": args.model, "--temporal-model": args.temporal_model},
     )
     with contextlib.ExitStack() as stack:
-        source = stack.enter_context(
-            open_source(
-                args.source,
-                start=args.start,
-                stop=args.stop,
-                stride=args.stride,
-                max_frames=args.max_frames,
-                queue_size=source_queue_size(
-                    args.source, True if args.live else None, realtime, args.batch_size
-                ),
-                live=True if args.live else None,
-                realtime=realtime,
-            )
-        )
+        source = stack.enter_context(_open(args, realtime))
         engine = stack.enter_context(
             Engine(config, live=source.is_live, smooth=_smoothing(args.smooth, source.fps))
         )
-        detector = f"{engine.backend} ({engine.backend_reason}) on {engine.device}"
-        if args.detector_actors:
-            detector = f"{args.detector_actors} Ray actors for files, else {detector}"
-        ids = engine.tracking_info()["mode"]
-        say(
-            f"source: {source!r}; detector: {detector}; solver: {args.solver}, "
-            f"{_workers_text(engine.workers)}; ids: {ids}"
-        )
+        say(_describe(args, source, engine))
         header = make_header(
             engine.skeleton, source=_source_info(source, args), model=engine.info()
         )
-        sinks: list[Any] = []
-        server: TcpSink | None = None
-        if args.out:
-            sinks.append(stack.enter_context(PoseWriter(args.out, header)))
-        if args.serve:
-            server = stack.enter_context(TcpSink(args.serve, header, public=args.serve_public))
-            sinks.append(server)
-            host, port = server.address
-            say(f"serving poses at tcp://{host}:{port}")
-        if not (sinks or args.render):
-            say("no -o, --render or --serve given: poses are not kept")
+        sinks, server = _open_sinks(args, header, stack, say)
         renderer = None
         if args.render:
             renderer = stack.enter_context(
@@ -273,18 +276,7 @@ def run(args: argparse.Namespace) -> int:
             max_frames=args.max_frames,
             realtime=realtime,
         )
-        interrupted = False
-        try:
-            for result in results:
-                if result.poses is not None:
-                    for sink in sinks:
-                        sink.write(result.poses)
-                if renderer is not None:
-                    renderer.write(result)
-                progress.update(result)
-        except KeyboardInterrupt:  # stopping a camera with Ctrl-C is a normal end
-            interrupted = True
-        progress.close()
+        interrupted = _deliver(results, sinks, renderer, progress)
         if server is not None:
             server.check()  # a server that died after the last record fails the run too
         counts = _footer_counts(engine, source)
@@ -298,6 +290,76 @@ def run(args: argparse.Namespace) -> int:
         if renderer is not None:
             say(f"wrote {renderer.frames} {renderer.unit} to {args.render}")
     return 0
+
+
+def _open(args: argparse.Namespace, realtime: bool | float) -> Source:
+    """The source of ``args.source``, its queue sized as the engine will consume it."""
+    live = True if args.live else None
+    return open_source(
+        args.source,
+        start=args.start,
+        stop=args.stop,
+        stride=args.stride,
+        max_frames=args.max_frames,
+        queue_size=source_queue_size(args.source, live, realtime, args.batch_size),
+        live=live,
+        realtime=realtime,
+    )
+
+
+def _describe(args: argparse.Namespace, source: Source, engine: Engine) -> str:
+    """The run's first status line: source, detector, solver and identities."""
+    detector = f"{engine.backend} ({engine.backend_reason}) on {engine.device}"
+    if args.detector_actors:
+        detector = f"{args.detector_actors} Ray actors for files, else {detector}"
+    ids = engine.tracking_info()["mode"]
+    return (
+        f"source: {source!r}; detector: {detector}; solver: {args.solver}, "
+        f"{_workers_text(engine.workers)}; ids: {ids}"
+    )
+
+
+def _open_sinks(
+    args: argparse.Namespace,
+    header: dict[str, Any],
+    stack: contextlib.ExitStack,
+    say: Callable[[str], None],
+) -> tuple[list[Any], TcpSink | None]:
+    """The pose sinks asked for (``-o``, ``--serve``), closed with ``stack``; and the server."""
+    sinks: list[Any] = []
+    server: TcpSink | None = None
+    if args.out:
+        sinks.append(stack.enter_context(PoseWriter(args.out, header)))
+    if args.serve:
+        server = stack.enter_context(TcpSink(args.serve, header, public=args.serve_public))
+        sinks.append(server)
+        host, port = server.address
+        say(f"serving poses at tcp://{host}:{port}")
+    if not (sinks or args.render):
+        say("no -o, --render or --serve given: poses are not kept")
+    return sinks, server
+
+
+def _deliver(
+    results: Iterable[FrameResult],
+    sinks: list[Any],
+    renderer: _Overlay | None,
+    progress: _Progress,
+) -> bool:
+    """Hand every result to the sinks and the overlay; whether Ctrl-C interrupted the run."""
+    try:
+        for result in results:
+            if result.poses is not None:
+                for sink in sinks:
+                    sink.write(result.poses)
+            if renderer is not None:
+                renderer.write(result)
+            progress.update(result)
+    except KeyboardInterrupt:  # stopping a camera with Ctrl-C is a normal end
+        return True
+    finally:
+        progress.close()
+    return False
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:

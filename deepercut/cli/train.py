@@ -25,21 +25,38 @@ from deepercut.cli.args import parse_hw
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train`` subcommand."""
     p = subparsers.add_parser("train", help="train a detector from scratch")
-    p.add_argument(
+    for add in (
+        _add_data_args,
+        _add_crop_args,
+        _add_network_args,
+        _add_schedule_args,
+        _add_batch_args,
+        _add_process_args,
+        _add_pairwise_args,
+    ):
+        add(p)
+    p.add_argument("--out", "-o", required=True, help="checkpoint path (.pt)")
+    p.set_defaults(func=run_train)
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    """Options of the training data and its split."""
+    g = p.add_argument_group("data")
+    g.add_argument(
         "--data",
         default="synthetic",
         help="'synthetic', or a dataset: DLC config.yaml (or project folder), COCO .json, "
         "MPII/LSP .mat",
     )
-    p.add_argument("--images", default=None, help="image folder of a COCO/MPII/LSP dataset")
-    p.add_argument(
+    g.add_argument("--images", default=None, help="image folder of a COCO/MPII/LSP dataset")
+    g.add_argument(
         "--train-fraction",
         type=float,
         default=None,
         help="share of images trained on (default: the DLC config's TrainingFraction, else 0.95)",
     )
-    p.add_argument("--split-seed", type=int, default=1, help="seed of the random split")
-    p.add_argument(
+    g.add_argument("--split-seed", type=int, default=1, help="seed of the random split")
+    g.add_argument(
         "--test-images",
         nargs="+",
         default=None,
@@ -47,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="hold out exactly these images (file names, with or without extension, or .txt "
         "files listing them)",
     )
-    p.add_argument(
+    g.add_argument(
         "--mix-synthetic",
         type=float,
         default=0.0,
@@ -55,7 +72,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="share of every batch drawn from the synthetic multi-person generator (--heights, "
         "--people) when training on a dataset",
     )
-    p.add_argument(
+
+
+def _add_crop_args(p: argparse.ArgumentParser) -> None:
+    """Options of the crops drawn from a dataset's people."""
+    g = p.add_argument_group("dataset crops")
+    g.add_argument(
         "--person-heights",
         type=float,
         nargs=2,
@@ -64,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="rescale each dataset person to a size drawn log-uniformly from this range "
         "(overrides --target-height)",
     )
-    p.add_argument(
+    g.add_argument(
         "--mask-margin",
         type=float,
         default=None,
@@ -72,80 +94,95 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "of their size (default: 0.2 for LSP, whose bystanders are unlabelled; off otherwise; "
         "negative: off)",
     )
-    p.add_argument(
+    g.add_argument(
         "--jitter",
         type=float,
         default=0.25,
         help="dataset crops: the person's centre lies within this share of the crop from its "
         "centre",
     )
-    p.add_argument(
+    g.add_argument(
         "--target-height",
         type=float,
         default=None,
         help="rescale each training person to this size in px (default: native scale for DLC, "
         "200 for people datasets)",
     )
-    p.add_argument(
+    g.add_argument(
         "--background-prob",
         type=float,
         default=0.1,
         help="share of dataset crops placed at random rather than on a person",
     )
-    p.add_argument(
+    g.add_argument(
         "--min-radius",
         type=float,
         default=None,
         help="smallest positive radius of the scoremap targets in px (default: 6; 12 for DLC)",
     )
-    p.add_argument(
+
+
+def _add_network_args(p: argparse.ArgumentParser) -> None:
+    """Options of the detector network."""
+    g = p.add_argument_group("network")
+    g.add_argument(
         "--arch", default="resnet18", help="resnet18|resnet34|resnet50|resnet101|resnet152"
     )
-    p.add_argument("--width", type=int, default=32, help="stem width (64 = standard ResNet)")
-    p.add_argument("--head-channels", type=int, default=128)
-    p.add_argument("--steps", type=int, default=3000, help="length of the LR schedule")
-    p.add_argument("--warmup", type=int, default=100, help="LR warm-up steps")
-    p.add_argument(
+    g.add_argument("--width", type=int, default=32, help="stem width (64 = standard ResNet)")
+    g.add_argument("--head-channels", type=int, default=128)
+
+
+def _add_schedule_args(p: argparse.ArgumentParser) -> None:
+    """Options of the LR schedule and its chunks (checkpoints, --resume)."""
+    g = p.add_argument_group("schedule")
+    g.add_argument("--steps", type=int, default=3000, help="length of the LR schedule")
+    g.add_argument("--warmup", type=int, default=100, help="LR warm-up steps")
+    g.add_argument(
         "--save-every",
         type=int,
         default=None,
         help="write a resumable checkpoint every N steps (default 500, or the resumed run's)",
     )
-    p.add_argument(
+    g.add_argument(
         "--stop-at",
         type=int,
         default=None,
         metavar="STEP",
         help="end this chunk at this step of the schedule (resume later with --resume)",
     )
-    p.add_argument(
+    g.add_argument(
         "--max-minutes",
         type=float,
         default=None,
         help="end this chunk (saved, resumable) after this much wall time",
     )
-    p.add_argument(
+    g.add_argument(
         "--resume",
         metavar="CKPT",
         default=None,
         help="continue a checkpoint of `deepercut train` exactly (its data and training "
         "arguments are reused; --stop-at, --save-every, --threads, --out apply)",
     )
-    p.add_argument(
+    g.add_argument(
         "--keep-checkpoints",
         action="store_true",
         help="also keep every saved checkpoint as OUT-stepN.pt",
     )
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--crop-hw", type=parse_hw, default=(256, 256), help="training crop HxW")
-    p.add_argument(
+
+
+def _add_batch_args(p: argparse.ArgumentParser) -> None:
+    """Options of batches, crops and their augmentation."""
+    g = p.add_argument_group("batches")
+    g.add_argument("--batch-size", type=int, default=16)
+    g.add_argument("--lr", type=float, default=2e-3)
+    g.add_argument("--crop-hw", type=parse_hw, default=(256, 256), help="training crop HxW")
+    g.add_argument(
         "--input-hw",
         type=parse_hw,
         default=None,
         help="inference HxW (default: 336x448; a DLC project's frame size, padded to 16)",
     )
-    p.add_argument(
+    g.add_argument(
         "--heights",
         type=float,
         nargs=2,
@@ -153,7 +190,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar=("MIN", "MAX"),
         help="synthetic person heights in crop pixels",
     )
-    p.add_argument(
+    g.add_argument(
         "--people",
         type=int,
         nargs=2,
@@ -161,37 +198,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar=("MIN", "MAX"),
         help="synthetic people per image",
     )
-    p.add_argument("--rotation", type=float, default=15.0, help="rotation jitter in degrees (±)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (log files, CI)")
-    p.add_argument("--log", default=None, help="loss log (JSON lines); default OUT.log.jsonl")
-    p.add_argument(
+    g.add_argument("--rotation", type=float, default=15.0, help="rotation jitter in degrees (±)")
+    g.add_argument("--seed", type=int, default=0)
+
+
+def _add_process_args(p: argparse.ArgumentParser) -> None:
+    """Options of the process: threads, progress, log, initial weights."""
+    g = p.add_argument_group("process")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar (log files, CI)")
+    g.add_argument("--log", default=None, help="loss log (JSON lines); default OUT.log.jsonl")
+    g.add_argument(
         "--init",
         metavar="MODEL",
         default=None,
         help="fine-tune this checkpoint (BatchNorm stays frozen) instead of starting from scratch",
     )
-    p.add_argument(
+
+
+def _add_pairwise_args(p: argparse.ArgumentParser) -> None:
+    """Options of the pairwise model's fit."""
+    g = p.add_argument_group("pairwise")
+    g.add_argument(
         "--pairwise-images",
         type=int,
         default=300,
         help="images the pairwise model is fit on: synthetic 480x640 ones, or at most this many "
         "training images of --data (0: skip)",
     )
-    p.add_argument(
+    g.add_argument(
         "--pairwise-only",
         metavar="MODEL",
         default=None,
         help="skip detector training: fit the pairwise model of this checkpoint",
     )
-    p.add_argument("--out", "-o", required=True, help="checkpoint path (.pt)")
-    p.set_defaults(func=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Train as the arguments say (see :func:`deepercut.train.run.run_training`)."""
+    from deepercut.train.config import TrainConfig
     from deepercut.train.run import run_training
 
-    run_training(args, "deepercut " + shlex.join(getattr(args, "argv", sys.argv[1:])))
+    config = TrainConfig.from_args(vars(args))
+    run_training(config, "deepercut " + shlex.join(getattr(args, "argv", sys.argv[1:])))
     return 0

@@ -13,6 +13,8 @@ fractions of the owner's height, since detector errors scale with the person).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
@@ -91,62 +93,14 @@ def candidates_from_truth(
             f"visible {visible.shape} / heights {heights.shape} don't match keypoints "
             f"{keypoints.shape}"
         )
-    img_h, img_w = image_hw
-    joints = _fill_missing(keypoints)
     known = np.isfinite(keypoints).all(-1)
     # People with no known joint can't produce detections or templates.
     has_pose = known.any(1)
-    detectable = visible & known & has_pose[:, None]
-
-    xy_parts: list[np.ndarray] = []
-    part_parts: list[np.ndarray] = []
-    score_parts: list[np.ndarray] = []
-    off_parts: list[np.ndarray] = []
-    owner_parts: list[np.ndarray] = []
-
-    def emit(
-        xy: np.ndarray, part: np.ndarray, score: np.ndarray, offsets: np.ndarray, owner: np.ndarray
-    ) -> None:
-        xy_parts.append(xy)
-        part_parts.append(part)
-        score_parts.append(score)
-        off_parts.append(offsets)
-        owner_parts.append(owner)
-
-    def person_offsets(xy: np.ndarray, person: np.ndarray, noise: float) -> np.ndarray:
-        """Regressed vectors from each ``xy`` to every joint of its person, ``noise`` × the
-        usual regression error."""
-        true = joints[person] - xy[:, None, :]
-        sigma = noise * offset_noise * heights[person]
-        return true + rng.normal(size=true.shape) * sigma[:, None, None]
-
-    # True detections.
-    m_idx, p_idx = np.nonzero(detectable & (rng.random(detectable.shape) >= miss_rate))
-    h = heights[m_idx]
-    xy = joints[m_idx, p_idx] + rng.normal(size=(len(m_idx), 2)) * (jitter * h)[:, None]
-    score = rng.beta(*_TRUE_SCORE, size=len(m_idx))
-    emit(xy, p_idx, score, person_offsets(xy, m_idx, 1.0), m_idx)
-
-    # Near-duplicates of true detections: shifted just past an NMS radius, weaker.
-    dup = rng.random(len(m_idx)) < duplicate_rate
-    if dup.any():
-        angle = rng.uniform(0, 2 * np.pi, dup.sum())
-        dist = rng.uniform(0.04, 0.10, dup.sum()) * h[dup]
-        dxy = xy[dup] + dist[:, None] * np.stack([np.cos(angle), np.sin(angle)], 1)
-        dscore = score[dup] * rng.uniform(0.3, 0.8, dup.sum())
-        emit(dxy, p_idx[dup], dscore, person_offsets(dxy, m_idx[dup], 1.0), m_idx[dup])
-
-    # Confusions: the joint also fires a confusable part's channel.
-    confusable = _confusable_parts(skeleton)
-    conf = np.flatnonzero(rng.random(len(m_idx)) < confusion_rate)
-    conf = conf[[len(confusable[p]) > 0 for p in p_idx[conf]]]
-    if len(conf):
-        clabel = np.array([confusable[p][rng.integers(len(confusable[p]))] for p in p_idx[conf]])
-        cxy = xy[conf] + rng.normal(size=(len(conf), 2)) * (jitter * h[conf])[:, None]
-        cscore = rng.beta(*_CONFUSED_SCORE, size=len(conf))
-        emit(cxy, clabel, cscore, person_offsets(cxy, m_idx[conf], 1.0), m_idx[conf])
-
-    # False positives.
+    sim = _Simulation(rng, _fill_missing(keypoints), known, heights, jitter, offset_noise)
+    # The steps draw from ``rng`` in this order: keep it, the output depends on it.
+    true = sim.true_detections(visible & known & has_pose[:, None], miss_rate)
+    sim.duplicates(true, duplicate_rate)
+    sim.confusions(true, _confusable_parts(skeleton), confusion_rate)
     posed = np.flatnonzero(has_pose)
     if isinstance(false_positives, tuple):
         lo, hi = false_positives
@@ -154,48 +108,157 @@ def candidates_from_truth(
     else:
         num_fp = int(rng.poisson(float(false_positives) * num_people))
     near = rng.random(num_fp) < fp_near_people if len(posed) else np.zeros(num_fp, bool)
-    num_near = int(near.sum())
-    if num_near:
-        lxy, lpart, lperson = _limb_false_positives(rng, num_near, joints, known, posed, skeleton)
-        lxy += rng.normal(size=lxy.shape) * (jitter * heights[lperson])[:, None]
-        # The regression still points at that person's joints, less precisely.
-        emit(
+    sim.limb_false_positives(int(near.sum()), posed, skeleton)
+    sim.background_false_positives(num_fp - int(near.sum()), posed, image_hw)
+    return sim.candidates(image_hw)
+
+
+@dataclass(frozen=True)
+class _Detections:
+    """The true detections: positions, parts, scores and the person each lies on."""
+
+    xy: np.ndarray
+    part: np.ndarray
+    score: np.ndarray
+    person: np.ndarray
+
+
+class _Simulation:
+    """The candidates of :func:`candidates_from_truth` as they are emitted, kind by kind."""
+
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        joints: np.ndarray,
+        known: np.ndarray,
+        heights: np.ndarray,
+        jitter: float,
+        offset_noise: float,
+    ) -> None:
+        self.rng, self.joints, self.known, self.heights = rng, joints, known, heights
+        self.jitter, self.offset_noise = jitter, offset_noise
+        self.emitted: list[tuple[np.ndarray, ...]] = []  # (xy, part, score, offsets, owner)
+
+    def emit(
+        self,
+        xy: np.ndarray,
+        part: np.ndarray,
+        score: np.ndarray,
+        offsets: np.ndarray,
+        owner: np.ndarray,
+    ) -> None:
+        self.emitted.append((xy, part, score, offsets, owner))
+
+    def person_offsets(self, xy: np.ndarray, person: np.ndarray, noise: float) -> np.ndarray:
+        """Regressed vectors from each ``xy`` to every joint of its person, ``noise`` × the
+        usual regression error."""
+        true = self.joints[person] - xy[:, None, :]
+        sigma = noise * self.offset_noise * self.heights[person]
+        return true + self.rng.normal(size=true.shape) * sigma[:, None, None]
+
+    def true_detections(self, detectable: np.ndarray, miss_rate: float) -> _Detections:
+        """One detection per detectable joint that is not missed, jittered."""
+        rng = self.rng
+        m_idx, p_idx = np.nonzero(detectable & (rng.random(detectable.shape) >= miss_rate))
+        h = self.heights[m_idx]
+        xy = (
+            self.joints[m_idx, p_idx]
+            + rng.normal(size=(len(m_idx), 2)) * (self.jitter * h)[:, None]
+        )
+        score = rng.beta(*_TRUE_SCORE, size=len(m_idx))
+        self.emit(xy, p_idx, score, self.person_offsets(xy, m_idx, 1.0), m_idx)
+        return _Detections(xy, p_idx, score, m_idx)
+
+    def duplicates(self, true: _Detections, duplicate_rate: float) -> None:
+        """Near-duplicates of true detections: shifted just past an NMS radius, weaker."""
+        rng = self.rng
+        dup = rng.random(len(true.person)) < duplicate_rate
+        if dup.any():
+            angle = rng.uniform(0, 2 * np.pi, dup.sum())
+            dist = rng.uniform(0.04, 0.10, dup.sum()) * self.heights[true.person[dup]]
+            dxy = true.xy[dup] + dist[:, None] * np.stack([np.cos(angle), np.sin(angle)], 1)
+            dscore = true.score[dup] * rng.uniform(0.3, 0.8, dup.sum())
+            person = true.person[dup]
+            self.emit(dxy, true.part[dup], dscore, self.person_offsets(dxy, person, 1.0), person)
+
+    def confusions(
+        self, true: _Detections, confusable: list[list[int]], confusion_rate: float
+    ) -> None:
+        """True joints that also fire a confusable part's channel."""
+        rng = self.rng
+        conf = np.flatnonzero(rng.random(len(true.person)) < confusion_rate)
+        conf = conf[[len(confusable[p]) > 0 for p in true.part[conf]]]
+        if len(conf):
+            person = true.person[conf]
+            label = np.array(
+                [confusable[p][rng.integers(len(confusable[p]))] for p in true.part[conf]]
+            )
+            cxy = (
+                true.xy[conf]
+                + rng.normal(size=(len(conf), 2)) * (self.jitter * self.heights[person])[:, None]
+            )
+            cscore = rng.beta(*_CONFUSED_SCORE, size=len(conf))
+            self.emit(cxy, label, cscore, self.person_offsets(cxy, person, 1.0), person)
+
+    def limb_false_positives(self, count: int, posed: np.ndarray, skeleton: Skeleton) -> None:
+        """False positives on people's limbs; their regression still points at that person's
+        joints, less precisely."""
+        if not count:
+            return
+        rng = self.rng
+        lxy, lpart, lperson = _limb_false_positives(
+            rng, count, self.joints, self.known, posed, skeleton
+        )
+        lxy += rng.normal(size=lxy.shape) * (self.jitter * self.heights[lperson])[:, None]
+        self.emit(
             lxy,
             lpart,
-            rng.beta(*_FALSE_SCORE, size=num_near),
-            person_offsets(lxy, lperson, 2.0),
-            np.full(num_near, -1),
+            rng.beta(*_FALSE_SCORE, size=count),
+            self.person_offsets(lxy, lperson, 2.0),
+            np.full(count, -1),
         )
-    num_bg = num_fp - num_near
-    if num_bg:
-        bxy = rng.uniform((0, 0), (img_w, img_h), size=(num_bg, 2))
-        bpart = rng.integers(num_parts, size=num_bg)
-        emit(
+
+    def background_false_positives(
+        self, count: int, posed: np.ndarray, image_hw: tuple[int, int]
+    ) -> None:
+        """False positives anywhere in the image, regressing a template pose."""
+        if not count:
+            return
+        rng = self.rng
+        img_h, img_w = image_hw
+        bxy = rng.uniform((0, 0), (img_w, img_h), size=(count, 2))
+        bpart = rng.integers(self.joints.shape[1], size=count)
+        self.emit(
             bxy,
             bpart,
-            rng.beta(*_FALSE_SCORE, size=num_bg),
-            _template_offsets(rng, bpart, joints, heights, posed, offset_noise, image_hw),
-            np.full(num_bg, -1),
+            rng.beta(*_FALSE_SCORE, size=count),
+            _template_offsets(
+                rng, bpart, self.joints, self.heights, posed, self.offset_noise, image_hw
+            ),
+            np.full(count, -1),
         )
 
-    xy = np.concatenate(xy_parts)
-    part = np.concatenate(part_parts).astype(np.int64)
-    score = np.clip(np.concatenate(score_parts), _SCORE_EPS, 1 - _SCORE_EPS)
-    offsets = np.concatenate(off_parts)
-    owner = np.concatenate(owner_parts).astype(np.int64)
-    offsets[np.arange(len(part)), part] = 0.0
-
-    inside = (xy[:, 0] >= 0) & (xy[:, 0] < img_w) & (xy[:, 1] >= 0) & (xy[:, 1] < img_h)
-    # Per-channel NMS order: by part, strongest first.
-    order = np.lexsort((-score, part))
-    order = order[inside[order]]
-    cands = Candidates(
-        xy=xy[order].astype(np.float32),
-        part=part[order],
-        score=score[order].astype(np.float32),
-        offsets=offsets[order].astype(np.float32),
-    )
-    return cands, owner[order]
+    def candidates(self, image_hw: tuple[int, int]) -> tuple[Candidates, np.ndarray]:
+        """The emitted candidates inside the image, in per-channel NMS order, and their
+        owners."""
+        xy, part, score, offsets, owner = (
+            np.concatenate(c) for c in zip(*self.emitted, strict=True)
+        )
+        part, owner = part.astype(np.int64), owner.astype(np.int64)
+        score = np.clip(score, _SCORE_EPS, 1 - _SCORE_EPS)
+        offsets[np.arange(len(part)), part] = 0.0
+        img_h, img_w = image_hw
+        inside = (xy[:, 0] >= 0) & (xy[:, 0] < img_w) & (xy[:, 1] >= 0) & (xy[:, 1] < img_h)
+        # Per-channel NMS order: by part, strongest first.
+        order = np.lexsort((-score, part))
+        order = order[inside[order]]
+        cands = Candidates(
+            xy=xy[order].astype(np.float32),
+            part=part[order],
+            score=score[order].astype(np.float32),
+            offsets=offsets[order].astype(np.float32),
+        )
+        return cands, owner[order]
 
 
 def assign_candidates_to_truth(

@@ -23,7 +23,8 @@ from deepercut.detection.runner import build_runner, custom_runner
 from deepercut.detection.upload import PinnedUploader
 from deepercut.model.candidates import CandidateParams, best_per_part, extract_candidate_tensors
 from deepercut.model.io import Model
-from deepercut.model.letterbox import Letterbox, apply_letterbox, letterbox_params, map_candidates
+from deepercut.model.letterbox import Letterbox, letterbox_params, map_candidates
+from deepercut.model.letterbox_image import apply_letterbox
 from deepercut.model.net import STRIDE, DecodedMaps, DetectorOutput
 from deepercut.skeleton import Skeleton
 from deepercut.types import Candidates, Frame

@@ -21,7 +21,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from deepercut.model.letterbox import apply_letterbox, letterbox_params
+from deepercut.model.letterbox import letterbox_params
 from deepercut.skeleton import Skeleton
 from deepercut.types import Poses
 
@@ -194,7 +194,13 @@ def fit_canvas(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     width, height = size
     if image.shape[:2] == (height, width):
         return image
-    return apply_letterbox(image, letterbox_params(image.shape[:2], (height, width)))
+    box = letterbox_params(image.shape[:2], (height, width))
+    rh, rw = box.resized_hw
+    # Pillow's bilinear filter widens when shrinking (anti-aliased), as the detector's resize.
+    resized = np.asarray(Image.fromarray(image).resize((rw, rh), Image.Resampling.BILINEAR))
+    canvas = np.zeros((height, width, 3), np.uint8)
+    canvas[box.pad_y : box.pad_y + rh, box.pad_x : box.pad_x + rw] = resized
+    return canvas
 
 
 class VideoRenderer:

@@ -152,26 +152,7 @@ class MotAccumulator:
         counted = np.asarray(gt_visible, bool).sum(-1) >= self.min_visible
         g_cnt = np.flatnonzero(counted)
 
-        # CLEAR MOT: keep valid correspondences, then Hungarian on the rest (counted gts).
-        pairs: list[tuple[int, int]] = []
-        gt_pos = {int(g): k for k, g in enumerate(gt_ids)}
-        hyp_pos = {int(h): k for k, h in enumerate(hyp_ids)}
-        used_g, used_h = set(), set()
-        for g_id, h_id in self._current.items():
-            gi, hi = gt_pos.get(g_id), hyp_pos.get(h_id)
-            if gi is not None and hi is not None and counted[gi] and can[gi, hi]:
-                pairs.append((gi, hi))
-                used_g.add(gi)
-                used_h.add(hi)
-        free_g = [g for g in g_cnt.tolist() if g not in used_g]
-        free_h = [h for h in range(len(hyp_ids)) if h not in used_h]
-        pairs += _hungarian(sim, can, free_g, free_h)
-        matched_h = {h for _, h in pairs}
-        # Hypotheses left over that match a don't-care person are not false positives.
-        dont_care = [g for g in np.flatnonzero(~counted).tolist()]
-        rest_h = [h for h in range(len(hyp_ids)) if h not in matched_h]
-        ignored_h = {h for _, h in _hungarian(sim, can, dont_care, rest_h)}
-
+        pairs, ignored_h = self._correspondences(gt_ids, hyp_ids, sim, can, counted)
         self._current = {}
         for gi, hi in pairs:
             g_id, h_id = int(gt_ids[gi]), int(hyp_ids[hi])
@@ -183,7 +164,6 @@ class MotAccumulator:
         self.matches += len(pairs)
         self.fn += len(g_cnt) - len(pairs)
         self.fp += len(hyp_ids) - len(pairs) - len(ignored_h)
-
         # Identity measures: frames each (gt, hyp) trajectory pair can match.
         for g in g_cnt.tolist():
             self._gt_count[int(gt_ids[g])] += 1
@@ -193,6 +173,35 @@ class MotAccumulator:
         for g, h in zip(*np.nonzero(can[g_cnt]), strict=True):
             if int(h) not in ignored_h:
                 self._pair_frames[(int(gt_ids[g_cnt[g]]), int(hyp_ids[h]))] += 1
+
+    def _correspondences(
+        self,
+        gt_ids: np.ndarray,
+        hyp_ids: np.ndarray,
+        sim: np.ndarray,
+        can: np.ndarray,
+        counted: np.ndarray,
+    ) -> tuple[list[tuple[int, int]], set[int]]:
+        """One frame's matches (gt index, hyp index) by CLEAR MOT: the valid correspondences
+        kept, then Hungarian on the rest (counted gts); and the hypotheses left over that
+        match a don't-care person (no false positives)."""
+        pairs: list[tuple[int, int]] = []
+        gt_pos = {int(g): k for k, g in enumerate(gt_ids)}
+        hyp_pos = {int(h): k for k, h in enumerate(hyp_ids)}
+        used_g, used_h = set(), set()
+        for g_id, h_id in self._current.items():
+            gi, hi = gt_pos.get(g_id), hyp_pos.get(h_id)
+            if gi is not None and hi is not None and counted[gi] and can[gi, hi]:
+                pairs.append((gi, hi))
+                used_g.add(gi)
+                used_h.add(hi)
+        free_g = [g for g in np.flatnonzero(counted).tolist() if g not in used_g]
+        free_h = [h for h in range(len(hyp_ids)) if h not in used_h]
+        pairs += _hungarian(sim, can, free_g, free_h)
+        matched_h = {h for _, h in pairs}
+        dont_care = [g for g in np.flatnonzero(~counted).tolist()]
+        rest_h = [h for h in range(len(hyp_ids)) if h not in matched_h]
+        return pairs, {h for _, h in _hungarian(sim, can, dont_care, rest_h)}
 
     def summary(self) -> MotSummary:
         """The metrics of everything added so far."""
@@ -234,10 +243,22 @@ def combine(summaries: list[MotSummary]) -> MotSummary:
     """Metrics of several sequences pooled (counts added, ratios recomputed)."""
     if not summaries:
         raise ValueError("nothing to combine")
-    s = {k: sum(getattr(x, k) for x in summaries) for k in (
-        "frames", "gt", "matches", "fp", "fn", "id_switches", "idtp", "idfp", "idfn",
-        "gt_tracks", "hyp_tracks",
-    )}
+    s = {
+        k: sum(getattr(x, k) for x in summaries)
+        for k in (
+            "frames",
+            "gt",
+            "matches",
+            "fp",
+            "fn",
+            "id_switches",
+            "idtp",
+            "idfp",
+            "idfn",
+            "gt_tracks",
+            "hyp_tracks",
+        )
+    }
     sim = sum(x.similarity * x.matches for x in summaries) / max(s["matches"], 1)
     return MotSummary(
         **s,

@@ -186,11 +186,47 @@ def extract_candidate_tensors(
         raise ValueError(f"locref must be {(b, p, 2, h, w)}, got {tuple(locref.shape)}")
     if pairwise is not None and pairwise.shape != (b, p, p, 2, h, w):
         raise ValueError(f"pairwise must be {(b, p, p, 2, h, w)}, got {tuple(pairwise.shape)}")
-    device = probs.device
-    n_cells = h * w
-    k = min(params.top_k, n_cells)
+    k = min(params.top_k, h * w)
+    score, cell, valid = _ranked_cells(probs, locref, pairwise, k, params.min_score)
+    # Location refinement before NMS: suppression compares refined positions.
+    refine = _gather_cells(locref.reshape(b, p, 2, h * w).float(), cell)
+    xy = _centre_of(cell, w, stride) + refine.transpose(-1, -2)  # [B, P, k, 2]
+    # Per-part greedy NMS: a higher-scoring candidate within nms_radius suppresses.
+    keep = _greedy_keep(_sq_dist(xy) <= params.nms_radius**2, valid)
+    # Cap: the first `cap` survivors in score order. A stable sort of ~keep moves them, still
+    # in score order, to the front.
     cap = min(params.max_per_part, k)
+    order = (~keep).to(torch.uint8).sort(dim=-1, stable=True).indices[..., :cap]
+    keep = keep.gather(-1, order)
+    cell = cell.gather(-1, order)
+    score = score.gather(-1, order)
+    xy = xy.gather(-2, order[..., None].expand(b, p, cap, 2))
+    keep = _split_multi_part(cell, score, keep, w, stride, params)  # [B, P·cap]
+    n = p * cap
+    if pairwise is None:
+        offsets = xy.new_zeros(b, n, p, 2)
+    else:
+        off = _gather_cells(pairwise.reshape(b, p, 2 * p, h * w).float(), cell)
+        off = off.reshape(b, p, p, 2, cap).permute(0, 1, 4, 2, 3)  # [B, P, cap, P, 2]
+        own = torch.eye(p, dtype=torch.bool, device=probs.device)[None, :, None, :, None]
+        offsets = off.masked_fill(own, 0.0).reshape(b, n, p, 2)
+    offsets = offsets.masked_fill(~keep[..., None, None], 0.0)
+    return CandidateTensors(
+        xy=xy.reshape(b, n, 2).masked_fill(~keep[..., None], 0.0),
+        part=torch.arange(p, device=probs.device)[None, :, None].expand(b, p, cap).reshape(b, n),
+        score=score.reshape(b, n).masked_fill(~keep, 0.0),
+        offsets=offsets,
+        valid=keep,
+    )
 
+
+def _ranked_cells(
+    probs: Tensor, locref: Tensor, pairwise: Tensor | None, k: int, min_score: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The ``k`` best cells of each part map: their scores, cell indices and validity
+    [B, P, k], ordered by (score desc, cell index asc)."""
+    b, p, h, w = probs.shape
+    n_cells = h * w
     # A cell with any non-finite output (a broken model, an fp16 overflow) is no candidate: it
     # is ranked below every finite cell and never valid, so one bad frame costs its detections
     # and not the stream. Checked on the device, without a host synchronisation.
@@ -199,34 +235,24 @@ def extract_candidate_tensors(
     if pairwise is not None:
         finite &= pairwise.reshape(b, p, 2 * p, n_cells).isfinite().all(dim=2)
     flat = flat.masked_fill(~finite, -1.0)
-
-    # Top-k cells per part, ordered by (score desc, cell index asc) so ties break the same way
-    # on every device: sort the top-k by cell, then stable-sort by score.
+    # Ties break the same way on every device: sort the top-k by cell, then stable-sort by
+    # score.
     score, cell = torch.topk(flat, k, dim=-1)
     cell, order = cell.sort(dim=-1)
     score = score.gather(-1, order)
     score, order = score.sort(dim=-1, descending=True, stable=True)
     cell = cell.gather(-1, order)
-    valid = (score >= params.min_score) & finite.gather(-1, cell)
+    return score, cell, (score >= min_score) & finite.gather(-1, cell)
 
-    # Location refinement before NMS: suppression compares refined positions.
-    refine = _gather_cells(locref.reshape(b, p, 2, n_cells).float(), cell)
-    xy = _centre_of(cell, w, stride) + refine.transpose(-1, -2)  # [B, P, k, 2]
 
-    # Per-part greedy NMS: a higher-scoring candidate within nms_radius suppresses.
-    keep = _greedy_keep(_sq_dist(xy) <= params.nms_radius**2, valid)
-
-    # Cap: the first `cap` survivors in score order. A stable sort of ~keep moves them, still
-    # in score order, to the front.
-    order = (~keep).to(torch.uint8).sort(dim=-1, stable=True).indices[..., :cap]
-    keep = keep.gather(-1, order)
-    cell = cell.gather(-1, order)
-    score = score.gather(-1, order)
-    xy = xy.gather(-2, order[..., None].expand(b, p, cap, 2))
-
-    # Multi-part split across parts, greedy in descending score over the image's candidates.
+def _split_multi_part(
+    cell: Tensor, score: Tensor, keep: Tensor, w: int, stride: int, params: CandidateParams
+) -> Tensor:
+    """Multi-part split across parts, greedy in descending score over the image's
+    candidates: which of the [B, P, cap] candidates survive, flattened to [B, P·cap]."""
+    b, p, cap = cell.shape
     n = p * cap
-    part = torch.arange(p, device=device)[None, :, None].expand(b, p, cap).reshape(b, n)
+    part = torch.arange(p, device=cell.device)[None, :, None].expand(b, p, cap).reshape(b, n)
     flat_score = score.reshape(b, n)
     by_score = flat_score.sort(dim=-1, descending=True, stable=True).indices
     s_part = part.gather(-1, by_score)
@@ -241,23 +267,7 @@ def extract_candidate_tensors(
         & (s_score <= params.split_threshold)[..., :, None]
     )
     s_keep = _greedy_keep(conflict, keep.reshape(b, n).gather(-1, by_score))
-    keep = torch.empty_like(s_keep).scatter_(-1, by_score, s_keep)
-
-    if pairwise is None:
-        offsets = xy.new_zeros(b, n, p, 2)
-    else:
-        off = _gather_cells(pairwise.reshape(b, p, 2 * p, n_cells).float(), cell)
-        off = off.reshape(b, p, p, 2, cap).permute(0, 1, 4, 2, 3)  # [B, P, cap, P, 2]
-        own = torch.eye(p, dtype=torch.bool, device=device)[None, :, None, :, None]
-        offsets = off.masked_fill(own, 0.0).reshape(b, n, p, 2)
-    offsets = offsets.masked_fill(~keep[..., None, None], 0.0)
-    return CandidateTensors(
-        xy=xy.reshape(b, n, 2).masked_fill(~keep[..., None], 0.0),
-        part=part,
-        score=flat_score.masked_fill(~keep, 0.0),
-        offsets=offsets,
-        valid=keep,
-    )
+    return torch.empty_like(s_keep).scatter_(-1, by_score, s_keep)
 
 
 def extract_candidates(

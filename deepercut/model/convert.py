@@ -221,6 +221,46 @@ def _tf_architecture(
     cfg: dict[str, Any], ckpt: TFCheckpoint, where: str
 ) -> tuple[TFSlimPoseConfig, str, bool]:
     """The network a pose config + checkpoint describe: ``(config, head naming, bn_scale)``."""
+    depth = _resnet_depth(cfg, where)
+    _refuse_multi_animal(cfg, where)
+    scope = f"resnet_v1_{depth}"
+    if f"{scope}/conv1/weights" not in ckpt:
+        scopes = sorted({n.split("/")[0] for n in ckpt.names()})
+        net_type = str(cfg.get("net_type", "resnet_101"))
+        raise WeightsMismatch(
+            f"{where}: no {scope}/conv1/weights for net_type {net_type!r}; top-level scopes "
+            f"in the checkpoint: {scopes[:8]}"
+        )
+    units = _block_units(ckpt, depth, scope, where)
+    shapes = ckpt.shapes()
+    widths = tuple(
+        shapes[f"{scope}/block{b + 1}/unit_1/bottleneck_v1/conv1/weights"][3] for b in range(4)
+    )
+    naming = _head_naming(ckpt, where)
+    num_parts = int(cfg.get("num_joints", 0))
+    intermediate = None
+    if cfg.get("intermediate_supervision"):
+        intermediate = int(cfg.get("intermediate_supervision_layer", 12))
+    try:
+        config = TFSlimPoseConfig(
+            depth=depth,
+            units=units,
+            root_width=shapes[f"{scope}/conv1/weights"][3],
+            bottleneck_widths=widths,
+            num_parts=num_parts,
+            locref=bool(cfg.get("location_refinement", False)),
+            pairwise=bool(cfg.get("pairwise_predict", False)),
+            intermediate_unit=intermediate,
+            mean_pixel=tuple(cfg.get("mean_pixel") or MEAN_PIXEL),  # type: ignore[arg-type]
+            locref_std=float(cfg.get("locref_stdev", LOCREF_STD)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise UnsupportedArchitecture(f"{where}: {exc}") from exc
+    return config, naming, f"{scope}/conv1/BatchNorm/gamma" in ckpt
+
+
+def _resnet_depth(cfg: dict[str, Any], where: str) -> int:
+    """The depth of the config's ``net_type`` (``resnet_N``), the only family supported."""
     net_type = str(cfg.get("net_type", "resnet_101"))
     match = re.fullmatch(r"resnet_(\d+)", net_type)
     if match is None:
@@ -229,6 +269,11 @@ def _tf_architecture(
             "ResNets resnet_50, resnet_101 and resnet_152 (MobileNet, EfficientNet and "
             "DLCRNet are not)"
         )
+    return int(match.group(1))
+
+
+def _refuse_multi_animal(cfg: dict[str, Any], where: str) -> None:
+    """Raise :class:`UnsupportedArchitecture` for a DeepLabCut multi-animal network."""
     dataset_type = str(cfg.get("dataset_type", ""))
     multi = [
         reason
@@ -245,15 +290,11 @@ def _tf_architecture(
             f"{where}: DeepLabCut multi-animal networks are not supported ({', '.join(multi)}); "
             "single-animal ResNet models and pose-tensorflow models are"
         )
-    depth = int(match.group(1))
-    scope = f"resnet_v1_{depth}"
+
+
+def _block_units(ckpt: TFCheckpoint, depth: int, scope: str, where: str) -> tuple[int, ...]:
+    """The units of each of the four blocks in the checkpoint, checked against the depth."""
     names = ckpt.names()
-    if f"{scope}/conv1/weights" not in ckpt:
-        scopes = sorted({n.split("/")[0] for n in names})
-        raise WeightsMismatch(
-            f"{where}: no {scope}/conv1/weights for net_type {net_type!r}; top-level scopes "
-            f"in the checkpoint: {scopes[:8]}"
-        )
     units = []
     for block in range(1, 5):
         pattern = re.compile(rf"{scope}/block{block}/unit_(\d+)/")
@@ -279,39 +320,19 @@ def _tf_architecture(
         raise WeightsMismatch(
             f"{where}: units {tuple(units)} do not make a {scope} (depth 3·units + 2)"
         )
-    shapes = ckpt.shapes()
-    widths = tuple(
-        shapes[f"{scope}/block{b + 1}/unit_1/bottleneck_v1/conv1/weights"][3] for b in range(4)
-    )
+    return tuple(units)
+
+
+def _head_naming(ckpt: TFCheckpoint, where: str) -> str:
+    """How the checkpoint names its part detection head: ``slim`` or ``keras``."""
     if "pose/part_pred/block4/weights" in ckpt:
-        naming = "slim"
-    elif "pose/part_pred/part_pred/kernel" in ckpt:
-        naming = "keras"
-    else:
-        raise WeightsMismatch(
-            f"{where}: no part detection head (pose/part_pred/block4/weights or "
-            "pose/part_pred/part_pred/kernel)"
-        )
-    num_parts = int(cfg.get("num_joints", 0))
-    intermediate = None
-    if cfg.get("intermediate_supervision"):
-        intermediate = int(cfg.get("intermediate_supervision_layer", 12))
-    try:
-        config = TFSlimPoseConfig(
-            depth=depth,
-            units=tuple(units),
-            root_width=shapes[f"{scope}/conv1/weights"][3],
-            bottleneck_widths=widths,
-            num_parts=num_parts,
-            locref=bool(cfg.get("location_refinement", False)),
-            pairwise=bool(cfg.get("pairwise_predict", False)),
-            intermediate_unit=intermediate,
-            mean_pixel=tuple(cfg.get("mean_pixel") or MEAN_PIXEL),  # type: ignore[arg-type]
-            locref_std=float(cfg.get("locref_stdev", LOCREF_STD)),
-        )
-    except (TypeError, ValueError) as exc:
-        raise UnsupportedArchitecture(f"{where}: {exc}") from exc
-    return config, naming, f"{scope}/conv1/BatchNorm/gamma" in ckpt
+        return "slim"
+    if "pose/part_pred/part_pred/kernel" in ckpt:
+        return "keras"
+    raise WeightsMismatch(
+        f"{where}: no part detection head (pose/part_pred/block4/weights or "
+        "pose/part_pred/part_pred/kernel)"
+    )
 
 
 def _is_slot(name: str) -> bool:
@@ -617,57 +638,19 @@ def _dlc3_architecture(cfg: dict[str, Any], where: str) -> tuple[DLC3PoseConfig,
     """
     model = cfg.get("model") or {}
     backbone = model.get("backbone") or {}
-    heads = model.get("heads") or {}
-    metadata = cfg.get("metadata") or {}
-    head = heads.get("bodypart") or {}
+    head = (model.get("heads") or {}).get("bodypart") or {}
     predictor = head.get("predictor") or {}
     name = str(backbone.get("model_name", "resnet50")).split(".")[0]
-    problems = [
-        reason
-        for reason, present in (
-            (
-                f"method {cfg.get('method')!r} (top-down: needs a detector)",
-                str(cfg.get("method", "bu")).lower() != "bu",
-            ),
-            (f"backbone {backbone.get('type')!r}", backbone.get("type") != "ResNet"),
-            (f"timm model {name!r}", backbone.get("type") == "ResNet" and name not in TIMM_RESNETS),
-            (f"a {(model.get('neck') or {}).get('type')} neck", bool(model.get("neck"))),
-            (f"heads {sorted(heads)}", sorted(heads) != ["bodypart"]),
-            (f"a {head.get('type')} bodypart head", head.get("type") != "HeatmapHead"),
-            (f"a {predictor.get('type')}", predictor.get("type") != "HeatmapPredictor"),
-            ("unique body parts", bool(metadata.get("unique_bodyparts"))),
-            ("identity prediction", bool(metadata.get("with_identity"))),
-        )
-        if present
-    ]
+    problems = _dlc3_unsupported(cfg, name)
     if problems:
         raise UnsupportedArchitecture(
             f"{where}: DeepLabCut 3 model ({describe_dlc3_config(cfg)}) is not supported "
             f"({'; '.join(problems)}); {DLC3_SUPPORTED}"
         )
-    bodyparts = [str(b) for b in metadata.get("bodyparts") or []]
+    bodyparts = [str(b) for b in (cfg.get("metadata") or {}).get("bodyparts") or []]
     if not bodyparts:
         raise CheckpointError(f"{where}: pytorch_config.yaml names no metadata.bodyparts")
-    data = cfg.get("data") or {}
-    inference = data.get("inference") or {}
-    colormode = str(data.get("colormode", "RGB")).upper()
-    if colormode not in ("RGB", "BGR"):
-        raise UnsupportedArchitecture(f"{where}: colormode {colormode!r} (RGB or BGR are)")
-    if inference.get("normalize_images", True):
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
-    elif inference.get("scale_to_unit_range"):
-        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-    else:  # the network reads 0..255
-        mean, std = (0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255)
-    for key in ("resize", "longest_max_size", "auto_padding"):
-        if inference.get(key):
-            log.warning(
-                "%s: DeepLabCut resizes/pads inference images (%s: %s); deepercut letterboxes "
-                "them into the model's input size instead",
-                where,
-                key,
-                inference[key],
-            )
+    mean, std, colormode = _dlc3_input(cfg.get("data") or {}, where)
     locref_spec = head.get("locref_config")
     try:
         config = DLC3PoseConfig(
@@ -688,6 +671,62 @@ def _dlc3_architecture(cfg: dict[str, Any], where: str) -> tuple[DLC3PoseConfig,
     except (TypeError, ValueError) as exc:
         raise UnsupportedArchitecture(f"{where}: {exc}; {DLC3_SUPPORTED}") from exc
     return config, bodyparts
+
+
+def _dlc3_unsupported(cfg: dict[str, Any], name: str) -> list[str]:
+    """Why a DeepLabCut 3 config is no single-animal ResNet + HeatmapHead model (empty: it
+    is one); ``name`` is its timm model name."""
+    model = cfg.get("model") or {}
+    backbone = model.get("backbone") or {}
+    heads = model.get("heads") or {}
+    metadata = cfg.get("metadata") or {}
+    head = heads.get("bodypart") or {}
+    predictor = head.get("predictor") or {}
+    return [
+        reason
+        for reason, present in (
+            (
+                f"method {cfg.get('method')!r} (top-down: needs a detector)",
+                str(cfg.get("method", "bu")).lower() != "bu",
+            ),
+            (f"backbone {backbone.get('type')!r}", backbone.get("type") != "ResNet"),
+            (f"timm model {name!r}", backbone.get("type") == "ResNet" and name not in TIMM_RESNETS),
+            (f"a {(model.get('neck') or {}).get('type')} neck", bool(model.get("neck"))),
+            (f"heads {sorted(heads)}", sorted(heads) != ["bodypart"]),
+            (f"a {head.get('type')} bodypart head", head.get("type") != "HeatmapHead"),
+            (f"a {predictor.get('type')}", predictor.get("type") != "HeatmapPredictor"),
+            ("unique body parts", bool(metadata.get("unique_bodyparts"))),
+            ("identity prediction", bool(metadata.get("with_identity"))),
+        )
+        if present
+    ]
+
+
+def _dlc3_input(
+    data: dict[str, Any], where: str
+) -> tuple[tuple[float, float, float], tuple[float, float, float], str]:
+    """The pixel normalisation ``(mean, std)`` and colour mode of a DeepLabCut 3 config's
+    ``data`` section; warns about the inference resizing deepercut replaces by letterboxing."""
+    inference = data.get("inference") or {}
+    colormode = str(data.get("colormode", "RGB")).upper()
+    if colormode not in ("RGB", "BGR"):
+        raise UnsupportedArchitecture(f"{where}: colormode {colormode!r} (RGB or BGR are)")
+    if inference.get("normalize_images", True):
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    elif inference.get("scale_to_unit_range"):
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    else:  # the network reads 0..255
+        mean, std = (0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255)
+    for key in ("resize", "longest_max_size", "auto_padding"):
+        if inference.get(key):
+            log.warning(
+                "%s: DeepLabCut resizes/pads inference images (%s: %s); deepercut letterboxes "
+                "them into the model's input size instead",
+                where,
+                key,
+                inference[key],
+            )
+    return mean, std, colormode
 
 
 def load_dlc3_weights(net: DLC3PoseNet, state: dict[str, Any], where: str) -> None:

@@ -1,4 +1,6 @@
-"""Fitting images into the network's fixed input size, and mapping results back.
+"""Fitting images into the network's fixed input size, and mapping results back: the
+geometry, in NumPy (no torch, so the overlay renderer needs none); resizing the images
+themselves is :func:`deepercut.model.letterbox_image.apply_letterbox`.
 
 Coordinates are continuous with pixel centres at integers (pixel ``(0, 0)`` spans
 ``[-0.5, 0.5]²``). Resizing by a factor ``s`` maps ``x → (x + 0.5)·s − 0.5`` (the
@@ -14,12 +16,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from deepercut.types import Candidates
 
-ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+#: Coordinates: NumPy arrays, or torch tensors (mapped with their own methods, so that this
+#: module imports no torch, not even for type checking).
+ArrayT = TypeVar("ArrayT")
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class Letterbox:
 
     def scale_vectors(self, v: ArrayT) -> ArrayT:
         """Displacements (offsets, locref) in input pixels → image pixels."""
-        if isinstance(v, torch.Tensor):
+        if _is_tensor(v):
             return v / self.scale
         return (np.asarray(v, np.float64) / self.scale).astype(_float_dtype(v))
 
@@ -75,18 +77,23 @@ def _float_dtype(a: np.ndarray) -> np.dtype:
     return a.dtype if np.issubdtype(a.dtype, np.floating) else np.dtype(np.float64)
 
 
+def _is_tensor(a: object) -> bool:
+    """Whether ``a`` is a torch tensor (told without importing torch)."""
+    return type(a).__module__.startswith("torch")
+
+
 def _affine(xy: ArrayT, scale: float, pad: tuple[int, int], inverse: bool) -> ArrayT:
-    if isinstance(xy, torch.Tensor):
-        work = xy.to(torch.float64)
-        offset = torch.tensor(pad, dtype=torch.float64, device=xy.device)
-        dtype = xy.dtype if xy.is_floating_point() else torch.float64
+    if _is_tensor(xy):
+        work = xy.double()
+        offset = work.new_tensor(pad)
+        dtype = xy.dtype if xy.is_floating_point() else work.dtype
     else:
         work = np.asarray(xy, np.float64)
         offset = np.asarray(pad, np.float64)
         dtype = _float_dtype(xy)
     # float64 inside so the round trip is exact to ~1e-12 px before the final cast.
     out = (work - offset + 0.5) / scale - 0.5 if inverse else (work + 0.5) * scale - 0.5 + offset
-    return out.to(dtype) if isinstance(out, torch.Tensor) else out.astype(dtype)
+    return out.to(dtype) if _is_tensor(out) else out.astype(dtype)
 
 
 def letterbox_params(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> Letterbox:
@@ -119,53 +126,6 @@ def padding_box(image_hw: tuple[int, int], multiple: int = 16) -> Letterbox:
     """A :class:`Letterbox` that only pads bottom/right to a multiple (no resizing)."""
     h, w = image_hw
     return Letterbox(1.0, 0, 0, pad_to_multiple(h, w, multiple), (h, w))
-
-
-def apply_letterbox(image: ArrayT, box: Letterbox, fill: float = 0.0) -> ArrayT:
-    """Resize and pad an image (or a batch) into the network input.
-
-    Args:
-        image: uint8 numpy [H, W, C] (RGB frame), or a torch tensor [C, H, W] or [B, C, H, W]
-            of any dtype on any device.
-        box: from :func:`letterbox_params` for this image size.
-        fill: value of the padding.
-
-    Returns:
-        The same kind, layout and dtype, with spatial size ``box.input_hw``. Resizing is
-        bilinear (anti-aliased when shrinking); integer outputs are rounded and clamped.
-    """
-    if isinstance(image, np.ndarray):
-        if image.ndim != 3:
-            raise ValueError(f"numpy images must be [H, W, C], got {image.shape}")
-        # np.require: torch.from_numpy needs a writable array (decoded frames may not be).
-        chw = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)
-        return np.ascontiguousarray(apply_letterbox(chw, box, fill).permute(1, 2, 0).numpy())
-    if image.ndim not in (3, 4):
-        raise ValueError(f"tensors must be [C, H, W] or [B, C, H, W], got {tuple(image.shape)}")
-    if tuple(image.shape[-2:]) != tuple(box.image_hw):
-        raise ValueError(f"image is {tuple(image.shape[-2:])}, letterbox expects {box.image_hw}")
-    batch = image if image.ndim == 4 else image[None]
-    work = batch if batch.is_floating_point() else batch.to(torch.float32)
-    if box.scale != 1.0:
-        # scale_factor (not size) so the sampling grid uses exactly box.scale.
-        work = F.interpolate(
-            work,
-            scale_factor=box.scale,
-            mode="bilinear",
-            align_corners=False,
-            antialias=box.scale < 1.0,
-            recompute_scale_factor=False,
-        )
-    rh, rw = box.resized_hw
-    if tuple(work.shape[-2:]) != (rh, rw):  # guards the floor() agreement with torch
-        raise RuntimeError(f"resize gave {tuple(work.shape[-2:])}, expected {(rh, rw)}")
-    ih, iw = box.input_hw
-    out = work.new_full((*work.shape[:2], ih, iw), fill)
-    out[..., box.pad_y : box.pad_y + rh, box.pad_x : box.pad_x + rw] = work
-    if not batch.is_floating_point():
-        info = torch.iinfo(batch.dtype)
-        out = out.round_().clamp_(info.min, info.max).to(batch.dtype)
-    return out if image.ndim == 4 else out[0]
 
 
 def map_candidates(candidates: Candidates, box: Letterbox) -> Candidates:

@@ -163,17 +163,28 @@ def compile_detector(
         if input_hw[0] % 16 or input_hw[1] % 16 or min(input_hw) <= 0:
             raise ValueError(f"input H×W must be positive multiples of 16, got {input_hw}")
     device = torch.device(device) if device is not None else device_of(net)
-    if backend == "auto" and device.type != "cuda":
-        if onnxruntime_available() and input_hw is not None:
-            chain, note = _CHAINS["onnxruntime"], "auto on CPU: ONNX Runtime installed"
-        else:
-            chain, note = ("eager",), "auto on CPU without ONNX Runtime (or an input size)"
-    else:
-        chain, note = _CHAINS[backend], "requested" if backend != "auto" else "auto on CUDA"
+    chain, note = _backend_chain(backend, device, input_hw)
     threads = threads or torch.get_num_threads()
     spec = _Spec(
         net, input_hw, bounds, precision, device, cache_dir, compile_mode, channels_last, threads
     )
+    return _build_first(chain, spec, note)
+
+
+def _backend_chain(
+    backend: str, device: torch.device, input_hw: tuple[int, int] | None
+) -> tuple[tuple[str, ...], str]:
+    """The backends to try, in order, and why that chain."""
+    if backend == "auto" and device.type != "cuda":
+        if onnxruntime_available() and input_hw is not None:
+            return _CHAINS["onnxruntime"], "auto on CPU: ONNX Runtime installed"
+        return ("eager",), "auto on CPU without ONNX Runtime (or an input size)"
+    return _CHAINS[backend], "requested" if backend != "auto" else "auto on CUDA"
+
+
+def _build_first(chain: tuple[str, ...], spec: _Spec, note: str) -> CompiledDetector:
+    """The first backend of ``chain`` that builds (``eager`` always does, or raises); its
+    reason says which were skipped and why, else ``note``."""
     skipped: list[str] = []
     for candidate in chain:
         started = time.perf_counter()

@@ -15,8 +15,10 @@ from __future__ import annotations
 import copy
 import importlib.util
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,30 +92,14 @@ def export_onnx(
         ValueError: bad arguments.
         BackendUnavailable: the dynamo exporter without ``onnxscript`` installed.
     """
-    if exporter not in EXPORTERS:
-        raise ValueError(f"unknown exporter {exporter!r}; choose one of {EXPORTERS}")
-    if input_hw[0] % 16 or input_hw[1] % 16:
-        raise ValueError(f"input H×W must be multiples of 16, got {tuple(input_hw)}")
-    if max_batch < 2:
-        raise ValueError(f"max_batch must be >= 2 (a dynamic batch), got {max_batch}")
-    if exporter == "dynamo" and importlib.util.find_spec("onnxscript") is None:
-        raise BackendUnavailable(
-            "the dynamo ONNX exporter needs onnxscript (pip install onnxscript), "
-            "or choose exporter='torchscript'"
-        )
+    _check_export_args(exporter, input_hw, max_batch)
     net: nn.Module = getattr(model, "net", model)
     prepared = prepare(net, "fp32", channels_last=False, device="cpu")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = prepared.output_names
     example = torch.rand(2, 3, *input_hw)  # batch 2: a batch of 1 would be specialised
-    # The two exporters state the dynamic batch in their own argument.
-    if exporter == "dynamo":
-        batch = torch.export.Dim("batch", min=1, max=max_batch)
-        dynamic = {"dynamo": True, "dynamic_shapes": {"images": {0: batch}}, "external_data": False}
-    else:
-        axes = {name: {0: "batch"} for name in ("images", *names)}
-        dynamic = {"dynamo": False, "dynamic_axes": axes}
+    dynamic = _dynamic_batch(exporter, max_batch, names)
     with torch.no_grad():
         torch.onnx.export(
             prepared,
@@ -132,6 +118,31 @@ def export_onnx(
     else:
         report.max_abs_diff, report.checked = _check_onnx(net, prepared, path, input_hw, rtol, atol)
     return report
+
+
+def _check_export_args(exporter: str, input_hw: tuple[int, int], max_batch: int) -> None:
+    """Refuse what :func:`export_onnx` cannot export, before exporting anything."""
+    if exporter not in EXPORTERS:
+        raise ValueError(f"unknown exporter {exporter!r}; choose one of {EXPORTERS}")
+    if input_hw[0] % 16 or input_hw[1] % 16:
+        raise ValueError(f"input H×W must be multiples of 16, got {tuple(input_hw)}")
+    if max_batch < 2:
+        raise ValueError(f"max_batch must be >= 2 (a dynamic batch), got {max_batch}")
+    if exporter == "dynamo" and importlib.util.find_spec("onnxscript") is None:
+        raise BackendUnavailable(
+            "the dynamo ONNX exporter needs onnxscript (pip install onnxscript), "
+            "or choose exporter='torchscript'"
+        )
+
+
+def _dynamic_batch(exporter: str, max_batch: int, names: Sequence[str]) -> dict[str, Any]:
+    """``torch.onnx.export``'s arguments declaring the dynamic batch: each exporter states it
+    in its own argument."""
+    if exporter == "dynamo":
+        batch = torch.export.Dim("batch", min=1, max=max_batch)
+        return {"dynamo": True, "dynamic_shapes": {"images": {0: batch}}, "external_data": False}
+    axes = {name: {0: "batch"} for name in ("images", *names)}
+    return {"dynamo": False, "dynamic_axes": axes}
 
 
 def _check_onnx(

@@ -68,10 +68,7 @@ def augment(
     c_in = np.array([(w - 1) / 2, (h - 1) / 2])
     c_out = np.array([(ow - 1) / 2, (oh - 1) / 2])
 
-    kp = sample.keypoints.reshape(-1, 2).astype(np.float64)
-    kp_out = ((kp - c_in) @ a.T + c_out).reshape(sample.keypoints.shape).astype(np.float32)
-    visible = sample.visible.copy()
-    annotated = sample.annotated.copy()
+    kp_out, visible, annotated = _moved_joints(sample, a, c_in, c_out)
     if flip:
         kp_out = kp_out[:, flip_permutation]
         visible = visible[:, flip_permutation]
@@ -81,19 +78,9 @@ def augment(
         & (kp_out[..., 1] >= 0) & (kp_out[..., 1] <= oh - 1)
     )  # fmt: skip
     visible &= inside
-
-    # Sampling grid: output pixel → input pixel by the inverse map, in grid_sample's
-    # normalised coordinates (align_corners=True: -1 and 1 are the border pixel centres).
-    inv = np.linalg.inv(a)
-    to_norm_in = np.diag([2 / max(w - 1, 1), 2 / max(h - 1, 1)])
-    from_norm_out = np.diag([(ow - 1) / 2, (oh - 1) / 2])
-    theta = np.zeros((2, 3))  # both centres map to normalised 0, so no translation term
-    theta[:, :2] = to_norm_in @ inv @ from_norm_out
-    grid = F.affine_grid(torch.from_numpy(theta).float()[None], [1, 3, oh, ow], align_corners=True)
+    grid = _sampling_grid(a, (h, w), (oh, ow))
     image = torch.from_numpy(sample.image).permute(2, 0, 1).float()[None]
-    warped = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[
-        0
-    ]
+    warped = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     mask = None
     if sample.loss_mask is not None:
         # Nearest sampling; outside the input the mask is 0 (no loss there).
@@ -101,10 +88,33 @@ def augment(
         mask = F.grid_sample(m, grid, mode="nearest", padding_mode="zeros", align_corners=True)
         mask = mask[0, 0].numpy() > 0.5
     return PoseSample(
-        image=warped.round_().byte().permute(1, 2, 0).numpy(),
+        image=warped[0].round_().byte().permute(1, 2, 0).numpy(),
         keypoints=kp_out,
         visible=visible,
         annotated=annotated,
         heights=sample.heights * np.float32(s),
         loss_mask=mask,
     )
+
+
+def _moved_joints(
+    sample: PoseSample, a: np.ndarray, c_in: np.ndarray, c_out: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sample's joints under ``x' = a (x − c_in) + c_out``, with copies of its visible and
+    annotated flags."""
+    kp = sample.keypoints.reshape(-1, 2).astype(np.float64)
+    kp_out = ((kp - c_in) @ a.T + c_out).reshape(sample.keypoints.shape).astype(np.float32)
+    return kp_out, sample.visible.copy(), sample.annotated.copy()
+
+
+def _sampling_grid(a: np.ndarray, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> torch.Tensor:
+    """``grid_sample``'s grid of the warp ``a`` about the centres: output pixel → input pixel by
+    the inverse map, in normalised coordinates (align_corners=True: -1 and 1 are the border
+    pixel centres)."""
+    (h, w), (oh, ow) = in_hw, out_hw
+    inv = np.linalg.inv(a)
+    to_norm_in = np.diag([2 / max(w - 1, 1), 2 / max(h - 1, 1)])
+    from_norm_out = np.diag([(ow - 1) / 2, (oh - 1) / 2])
+    theta = np.zeros((2, 3))  # both centres map to normalised 0, so no translation term
+    theta[:, :2] = to_norm_in @ inv @ from_norm_out
+    return F.affine_grid(torch.from_numpy(theta).float()[None], [1, 3, oh, ow], align_corners=True)

@@ -32,7 +32,7 @@ class TrainState:
 
     Attributes:
         step: optimisation steps done.
-        config: the run's ``TrainConfig`` as a dict (``TrainConfig.to_dict``).
+        config: the run's ``LoopConfig`` as a dict (``LoopConfig.to_dict``).
         optimizer: the optimizer's state dict.
         scheduler: the LR scheduler's state dict.
         numpy_rng: the data sampler's ``bit_generator.state``.

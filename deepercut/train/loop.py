@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ SampleSource = Callable[[np.random.Generator], PoseSample]
 
 
 @dataclass
-class TrainConfig:
+class LoopConfig:
     """Hyper-parameters of :func:`train` (stored in the checkpoint's metadata)."""
 
     arch: str = "resnet18"
@@ -69,7 +69,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any]) -> LoopConfig:
         """The inverse of :meth:`to_dict` (lists back to tuples)."""
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         augment = {
@@ -96,7 +96,7 @@ def _weighted_mean(values: Tensor, weights: Tensor) -> Tensor:
     return (values * weights).sum() / weights.sum().clamp(min=1.0)
 
 
-def compute_losses(out: DetectorOutput, targets: Targets, config: TrainConfig) -> Losses:
+def compute_losses(out: DetectorOutput, targets: Targets, config: LoopConfig) -> Losses:
     """The DeeperCut losses for one batch."""
     b, p, h, w = out.scmap.shape
     scmap = _weighted_mean(
@@ -132,7 +132,7 @@ def compute_losses(out: DetectorOutput, targets: Targets, config: TrainConfig) -
 
 
 def _batches(
-    source: SampleSource, config: TrainConfig, skeleton: Skeleton, rng: np.random.Generator
+    source: SampleSource, config: LoopConfig, skeleton: Skeleton, rng: np.random.Generator
 ) -> Iterator[tuple[Tensor, list[PoseSample]]]:
     perm = skeleton.flip_permutation()
     if isinstance(source, MixedSource) and source.batch_size != config.batch_size:
@@ -180,7 +180,7 @@ def batch_targets(
     )
 
 
-def _lr_factor(step: int, config: TrainConfig) -> float:
+def _lr_factor(step: int, config: LoopConfig) -> float:
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
@@ -188,7 +188,7 @@ def _lr_factor(step: int, config: TrainConfig) -> float:
 
 
 def train(
-    config: TrainConfig,
+    config: LoopConfig,
     source: SampleSource,
     skeleton: Skeleton,
     out_path: str | Path,
@@ -221,28 +221,7 @@ def train(
     ``meta["stages"]`` lists every invocation's ``stage`` record (command, data...) with the
     steps it ran and its wall time.
     """
-    if resume is not None:
-        model0, state = resume
-        # Only how often checkpoints are written may change between chunks.
-        ours = {**config.to_dict(), "checkpoint_every": None}
-        if {**state.config, "checkpoint_every": None} != ours:
-            raise ValueError("resume: the training configuration differs from the checkpoint's")
-        net = state.training_net(model0)
-        pairwise = model0.pairwise
-        meta = {**model0.meta, **(meta or {})}
-        rng = numpy_generator(state.numpy_rng)
-        torch.set_rng_state(state.torch_rng)
-        start = state.step
-    else:
-        torch.manual_seed(config.seed)
-        rng = np.random.default_rng(config.seed)
-        if init is not None:
-            if init.skeleton != skeleton:
-                raise ValueError("the initial model's skeleton differs from the training data's")
-            net, pairwise = init.net, init.pairwise
-        else:
-            net, pairwise = DeeperCut(_initial_config(config, source, skeleton)), None
-        start = 0
+    net, pairwise, meta, rng, start = _starting_point(config, source, skeleton, meta, init, resume)
     end = config.steps if stop_at is None else min(stop_at, config.steps)
     if end <= start:
         raise ValueError(f"nothing to train: the run is at step {start}, asked to stop at {end}")
@@ -250,68 +229,142 @@ def train(
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
     if resume is not None:
-        optimizer.load_state_dict(state.optimizer)
-        scheduler.load_state_dict(state.scheduler)
-    map_hw = (config.input_hw[0] // STRIDE, config.input_hw[1] // STRIDE)
-    stages = list((meta or {}).get("stages", []))
+        optimizer.load_state_dict(resume[1].optimizer)
+        scheduler.load_state_dict(resume[1].scheduler)
     this_stage = {**(stage or {}), "steps": [start, start]}
-    meta = {**(meta or {}), "train_config": config.to_dict(), "stages": [*stages, this_stage]}
-    started = time.time()
-
-    def save(step: int) -> Model:
-        this_stage.update(steps=[start, step], wall_seconds=round(time.time() - started, 1))
-        this_stage["saved"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        state = TrainState(
-            step=step,
-            config=config.to_dict(),
-            optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict(),
-            numpy_rng=rng.bit_generator.state,
-            torch_rng=torch.get_rng_state(),
-            net_config=None if net.config.norm == "frozen" else net.config.to_dict(),
-            net_state=None if net.config.norm == "frozen" else net.state_dict(),
-        )
-        model = _save(net, skeleton, config, out_path, meta, pairwise, step, state)
-        if keep_checkpoints:
-            out = Path(out_path)
-            shutil.copyfile(out, out.with_name(f"{out.stem}-step{step}{out.suffix}"))
-        return model
-
+    stages = [*meta.get("stages", []), this_stage]
+    run = _Run(
+        config, net, skeleton, Path(out_path), optimizer, scheduler, rng,
+        {**meta, "train_config": config.to_dict(), "stages": stages},
+        pairwise, this_stage, start, keep_checkpoints,
+    )  # fmt: skip
     log = open(log_path, "a") if log_path else None
-    batches = _batches(source, config, skeleton, rng)
-    bar = tqdm(
-        range(start, end), initial=start, total=end, disable=not progress, desc="train", unit="step"
-    )
     try:
-        for step in bar:
-            images, samples = next(batches)
-            targets = batch_targets(net, samples, map_hw, config.min_radius)
-            losses = compute_losses(net(images), targets, config)
-            optimizer.zero_grad(set_to_none=True)
-            losses.total.backward()
-            optimizer.step()
-            scheduler.step()
-            values = losses.as_floats()
-            bar.set_postfix(loss=f"{values['total']:.4f}", scmap=f"{values['scmap']:.4f}")
-            if log is not None:
-                record = {"step": step, "lr": scheduler.get_last_lr()[0], **values}
-                log.write(json.dumps({**record, "seconds": round(time.time() - started, 1)}))
-                log.write("\n")
-                log.flush()
-            if max_seconds is not None and time.time() - started >= max_seconds:
-                end = step + 1
-                break
-            if (step + 1) % config.checkpoint_every == 0 and step + 1 < end:
-                save(step + 1)
+        end = _steps(run, source, end, log, progress, max_seconds)
     finally:
         if log is not None:
             log.close()
-    return save(end)
+    return run.save(end)
 
 
-def _initial_config(
-    config: TrainConfig, source: SampleSource, skeleton: Skeleton
-) -> DetectorConfig:
+def _steps(
+    run: _Run,
+    source: SampleSource,
+    end: int,
+    log: IO[str] | None,
+    progress: bool,
+    max_seconds: float | None,
+) -> int:
+    """Optimise from ``run.start`` to ``end``, checkpointing on the way; returns the step
+    reached (earlier than ``end`` when ``max_seconds`` ran out)."""
+    config, net = run.config, run.net
+    map_hw = (config.input_hw[0] // STRIDE, config.input_hw[1] // STRIDE)
+    batches = _batches(source, config, run.skeleton, run.rng)
+    bar = tqdm(
+        range(run.start, end), initial=run.start, total=end, disable=not progress, desc="train",
+        unit="step",
+    )  # fmt: skip
+    for step in bar:
+        images, samples = next(batches)
+        targets = batch_targets(net, samples, map_hw, config.min_radius)
+        losses = compute_losses(net(images), targets, config)
+        run.optimizer.zero_grad(set_to_none=True)
+        losses.total.backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        values = losses.as_floats()
+        bar.set_postfix(loss=f"{values['total']:.4f}", scmap=f"{values['scmap']:.4f}")
+        if log is not None:
+            _log_step(log, step, run.scheduler.get_last_lr()[0], values, run.started)
+        if max_seconds is not None and time.time() - run.started >= max_seconds:
+            return step + 1
+        if (step + 1) % config.checkpoint_every == 0 and step + 1 < end:
+            run.save(step + 1)
+    return end
+
+
+def _starting_point(
+    config: LoopConfig,
+    source: SampleSource,
+    skeleton: Skeleton,
+    meta: dict[str, Any] | None,
+    init: Model | None,
+    resume: tuple[Model, TrainState] | None,
+) -> tuple[DeeperCut, dict[str, Any] | None, dict[str, Any], np.random.Generator, int]:
+    """Where training starts: the network, the pairwise model it carries, the metadata, the
+    data sampler's generator (torch's RNG set too) and the step reached."""
+    if resume is not None:
+        model0, state = resume
+        # Only how often checkpoints are written may change between chunks.
+        ours = {**config.to_dict(), "checkpoint_every": None}
+        if {**state.config, "checkpoint_every": None} != ours:
+            raise ValueError("resume: the training configuration differs from the checkpoint's")
+        rng = numpy_generator(state.numpy_rng)
+        torch.set_rng_state(state.torch_rng)
+        meta = {**model0.meta, **(meta or {})}
+        return state.training_net(model0), model0.pairwise, meta, rng, state.step
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    if init is not None:
+        if init.skeleton != skeleton:
+            raise ValueError("the initial model's skeleton differs from the training data's")
+        return init.net, init.pairwise, meta or {}, rng, 0
+    return DeeperCut(_initial_config(config, source, skeleton)), None, meta or {}, rng, 0
+
+
+def _log_step(log: IO[str], step: int, lr: float, values: dict[str, float], started: float) -> None:
+    """One line of the loss log (JSON)."""
+    record = {"step": step, "lr": lr, **values}
+    log.write(json.dumps({**record, "seconds": round(time.time() - started, 1)}))
+    log.write("\n")
+    log.flush()
+
+
+@dataclass
+class _Run:
+    """A training run under way: what its steps change and its checkpoints store."""
+
+    config: LoopConfig
+    net: DeeperCut
+    skeleton: Skeleton
+    out: Path
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    rng: np.random.Generator
+    meta: dict[str, Any]
+    pairwise: dict[str, Any] | None
+    #: this invocation's record in ``meta["stages"]``, updated at each save.
+    stage: dict[str, Any]
+    start: int
+    keep_checkpoints: bool
+    started: float = field(default_factory=time.time)
+
+    def save(self, step: int) -> Model:
+        """Write the resumable checkpoint of ``step`` (and its copy with keep_checkpoints)."""
+        net, wall = self.net, round(time.time() - self.started, 1)
+        self.stage.update(steps=[self.start, step], wall_seconds=wall)
+        self.stage["saved"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        trains_bn = net.config.norm != "frozen"
+        state = TrainState(
+            step=step,
+            config=self.config.to_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            numpy_rng=self.rng.bit_generator.state,
+            torch_rng=torch.get_rng_state(),
+            net_config=net.config.to_dict() if trains_bn else None,
+            net_state=net.state_dict() if trains_bn else None,
+        )
+        model = _save(
+            net, self.skeleton, self.config, self.out, self.meta, self.pairwise, step, state
+        )
+        if self.keep_checkpoints:
+            copy = self.out.with_name(f"{self.out.stem}-step{step}{self.out.suffix}")
+            shutil.copyfile(self.out, copy)
+        return model
+
+
+def _initial_config(config: LoopConfig, source: SampleSource, skeleton: Skeleton) -> DetectorConfig:
     """A from-scratch network configuration, with pairwise statistics drawn from ``source``."""
     stats_rng = np.random.default_rng(config.seed + 1)
     stat_samples = [source(stats_rng) for _ in range(config.stats_samples)]
@@ -334,7 +387,7 @@ def _initial_config(
 def _save(
     net: DeeperCut,
     skeleton: Skeleton,
-    config: TrainConfig,
+    config: LoopConfig,
     out_path: str | Path,
     meta: dict[str, Any],
     pairwise: dict[str, Any] | None,

@@ -1,13 +1,11 @@
 """A ``deepercut train`` run: resume merging, detector training, the pairwise fit, checkpoints.
 
-The arguments are ``deepercut train``'s (an :class:`argparse.Namespace`): a checkpoint stores
-them as its ``meta["args"]``, and ``--resume`` continues from those, so they stay one flat
-namespace rather than a config of another shape.
+The run is a :class:`~deepercut.train.config.TrainConfig`; a checkpoint stores it as its
+``meta["args"]`` and ``--resume`` continues from that.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 from typing import Any
@@ -17,29 +15,24 @@ import torch
 from deepercut.detection import NetworkDetector
 from deepercut.model.io import Model, load_model, pairwise_state, save_model
 from deepercut.train.augment import AugmentParams
-from deepercut.train.checkpoint import load_resumable, update_checkpoint
+from deepercut.train.checkpoint import TrainState, load_resumable, update_checkpoint
+from deepercut.train.config import TrainConfig
 from deepercut.train.data import TrainingData, training_data
-from deepercut.train.loop import TrainConfig, train
+from deepercut.train.loop import LoopConfig, train
 from deepercut.train.pairwise_fit import fit_pairwise_on_detector
 
-#: Arguments a resumed run takes from the command line; all others come from the checkpoint.
-RESUME_OWN_ARGS = frozenset(
-    {"resume", "out", "log", "threads", "stop_at", "save_every", "keep_checkpoints",
-     "no_progress", "pairwise_images", "max_minutes", "func", "argv"}
-)  # fmt: skip
 
-
-def run_training(args: argparse.Namespace, command: str) -> None:
-    """Train (or resume, or only refit the pairwise model) as ``args`` say; ``command`` is the
-    command line recorded in the checkpoint."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def run_training(config: TrainConfig, command: str) -> None:
+    """Train (or resume, or only refit the pairwise model) as ``config`` says; ``command`` is
+    the command line recorded in the checkpoint."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
     resume = None
-    if args.resume:
-        resume = load_resumable(args.resume)
-        args = resumed_args(args, resume[0].meta.get("args"))
-    data = training_data(args)
-    out = Path(args.out)
+    if config.resume:
+        resume = load_resumable(config.resume)
+        config = config.resumed(resume[0].meta.get("args"))
+    data = training_data(config)
+    out = Path(config.out)
     stage = {
         "command": command,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -47,86 +40,82 @@ def run_training(args: argparse.Namespace, command: str) -> None:
         "torch": str(torch.__version__),
         **data.meta,
     }
-    if args.pairwise_only:
-        model = load_model(args.pairwise_only)
+    if config.pairwise_only:
+        model = load_model(config.pairwise_only)
         if model.skeleton != data.skeleton:
-            raise ValueError(f"{args.pairwise_only}: its skeleton differs from the data's")
+            raise ValueError(f"{config.pairwise_only}: its skeleton differs from the data's")
         # In place: a training checkpoint keeps its training state.
-        out_ckpt = out if out.resolve() == Path(args.pairwise_only).resolve() else None
+        out_ckpt = out if out.resolve() == Path(config.pairwise_only).resolve() else None
     else:
-        model = _train_detector(args, data, resume, stage)
+        model = _train_detector(config, data, resume, stage)
         out_ckpt = out
-    if args.pairwise_images > 0:
+    if config.pairwise_images > 0:
         _fit_pairwise(model, data, out, out_ckpt)
 
 
-def resumed_args(given: argparse.Namespace, stored: Any) -> argparse.Namespace:
-    """The arguments of a resumed run: the checkpoint's ``stored`` ones, except those in
-    :data:`RESUME_OWN_ARGS`, which the command line ``given`` sets."""
-    if not isinstance(stored, dict):
-        raise ValueError(f"{given.resume}: the checkpoint does not record its arguments")
-    own = vars(given)
-    args = argparse.Namespace(
-        **{**stored, **{k: v for k, v in own.items() if k in RESUME_OWN_ARGS}}
+def loop_config(config: TrainConfig, data: TrainingData) -> LoopConfig:
+    """The optimisation loop's settings for ``config`` on ``data`` (stored in the training
+    state, which a resumed run must match)."""
+    return LoopConfig(
+        arch=config.arch,
+        width=config.width,
+        head_channels=config.head_channels,
+        input_hw=config.crop_hw,
+        deploy_hw=data.input_hw,
+        batch_size=config.batch_size,
+        steps=config.steps,
+        lr=config.lr,
+        warmup_steps=config.warmup,
+        seed=config.seed,
+        min_radius=data.min_radius,
+        augment=AugmentParams(rotation_deg=config.rotation),
+        checkpoint_every=config.save_every or 500,
     )
-    if own["save_every"] is None:
-        args.save_every = stored.get("save_every")
-    for key in ("crop_hw", "input_hw"):
-        if getattr(args, key) is not None:
-            setattr(args, key, tuple(getattr(args, key)))
-    return args
 
 
 def _train_detector(
-    args: argparse.Namespace, data: TrainingData, resume: Any, stage: dict[str, Any]
+    config: TrainConfig,
+    data: TrainingData,
+    resume: tuple[Model, TrainState] | None,
+    stage: dict[str, Any],
 ) -> Model:
-    config = TrainConfig(
-        arch=args.arch,
-        width=args.width,
-        head_channels=args.head_channels,
-        input_hw=args.crop_hw,
-        deploy_hw=data.input_hw,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        lr=args.lr,
-        warmup_steps=args.warmup,
-        seed=args.seed,
-        min_radius=data.min_radius,
-        augment=AugmentParams(rotation_deg=args.rotation),
-        checkpoint_every=args.save_every or 500,
-    )
-    out = Path(args.out)
-    log = Path(args.log) if args.log else out.with_suffix(".log.jsonl")
-    init = None
-    meta: dict[str, Any] = {}
-    if resume is None:
-        meta = {
-            **data.meta,
-            "command": stage["command"],
-            "started": stage["started"],
-            "torch": stage["torch"],
-            "args": {k: v for k, v in vars(args).items() if k not in ("func", "argv")},
-        }
-        if args.init:
-            init = load_model(args.init)
-            meta["init"] = {"path": str(args.init), **init.meta}
+    out = Path(config.out)
+    log = Path(config.log) if config.log else out.with_suffix(".log.jsonl")
+    init = load_model(config.init) if config.init and resume is None else None
     model = train(
-        config,
+        loop_config(config, data),
         data.source,
         data.skeleton,
         out,
         log_path=log,
-        meta=meta,
+        meta={} if resume is not None else _first_meta(config, data, stage, init),
         init=init,
         resume=resume,
-        stop_at=args.stop_at,
+        stop_at=config.stop_at,
         stage=stage,
-        keep_checkpoints=args.keep_checkpoints,
-        progress=not args.no_progress,
-        max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
+        keep_checkpoints=config.keep_checkpoints,
+        progress=not config.no_progress,
+        max_seconds=None if config.max_minutes is None else 60 * config.max_minutes,
     )
     print(f"saved {out} at step {model.meta['steps']} (loss log {log})")
     return model
+
+
+def _first_meta(
+    config: TrainConfig, data: TrainingData, stage: dict[str, Any], init: Model | None
+) -> dict[str, Any]:
+    """The metadata a run starts its checkpoint with (a resumed run keeps the checkpoint's):
+    the data, the first command and the options (``args``, which ``--resume`` reads back)."""
+    meta = {
+        **data.meta,
+        "command": stage["command"],
+        "started": stage["started"],
+        "torch": stage["torch"],
+        "args": config.to_args(),
+    }
+    if init is not None:
+        meta["init"] = {"path": str(config.init), **init.meta}
+    return meta
 
 
 def _fit_pairwise(model: Model, data: TrainingData, out: Path, out_ckpt: Path | None) -> None:

@@ -73,59 +73,90 @@ def make_targets(
             (elsewhere its weight is 0, except at positives, which always count).
     """
     h, w = map_hw
-    p = pairwise_mean.shape[0]
     device = pairwise_mean.device
-    centers = cell_centers(h, w, stride, device=device)  # [h, w, 2]
-    others = other_parts(p).to(device)  # [P, P-1]
-    out = {
-        "scmap": [],
-        "scmap_weight": [],
-        "locref": [],
-        "locref_weight": [],
-        "pairwise": [],
-        "pairwise_weight": [],
-    }
+    grid = _Grid(
+        centers=cell_centers(h, w, stride, device=device),  # [h, w, 2]
+        others=other_parts(pairwise_mean.shape[0]).to(device),  # [P, P-1]
+        locref_std=locref_std,
+        pairwise_mean=pairwise_mean,
+        pairwise_std=pairwise_std,
+        min_radius=min_radius,
+    )
+    out: dict[str, list[Tensor]] = {name: [] for name in _TARGET_NAMES}
     masks = loss_masks if loss_masks is not None else [None] * len(keypoints)
     for kp, vis, ann, hgt, mask in zip(keypoints, visible, annotated, heights, masks, strict=True):
-        m = kp.shape[0]
         region = torch.ones(h, w, device=device) if mask is None else mask.to(device).float()
-        if m == 0:
-            out["scmap"].append(torch.zeros(p, h, w, device=device))
-            out["scmap_weight"].append(region.expand(p, h, w).clone())
-            out["locref"].append(torch.zeros(p, 2, h, w, device=device))
-            out["locref_weight"].append(torch.zeros(p, h, w, device=device))
-            out["pairwise"].append(torch.zeros(p, p - 1, 2, h, w, device=device))
-            out["pairwise_weight"].append(torch.zeros(p, p - 1, h, w, device=device))
-            continue
-        kp = kp.to(device, torch.float32)
-        radius = positive_radius(hgt.to(device, torch.float32), min_radius)  # [M]
-        # [M, P, h, w, 2] vectors from cell centres to joints
-        delta = kp[:, :, None, None, :] - centers[None, None]
-        dist = delta.norm(dim=-1)
-        within = dist <= radius[:, None, None, None]
-        vis_d = vis.to(device)[:, :, None, None]
-        ann_d = ann.to(device)[:, :, None, None]
-        pos_m = within & vis_d  # [M, P, h, w]
-        ignore = (within & ann_d & ~vis_d).any(0)
-        positive = pos_m.any(0)  # [P, h, w]
-        # The nearest positive person owns a cell (overlapping people of the same part).
-        owner_dist = torch.where(pos_m, dist, torch.full_like(dist, float("inf")))
-        owner = owner_dist.argmin(0)  # [P, h, w]
-        own_delta = torch.gather(
-            delta, 0, owner[None, :, :, :, None].expand(1, p, h, w, 2)
-        ).squeeze(0)  # [P, h, w, 2]
-        out["scmap"].append(positive.float())
-        weight = (~(ignore & ~positive)).float() * torch.maximum(region, positive.float())
-        out["scmap_weight"].append(weight)
-        out["locref"].append(encode_locref(own_delta.permute(0, 3, 1, 2), locref_std))
-        out["locref_weight"].append(positive.float())
-        # Pairwise: vector from joint p to joint q of the owning person.
-        vec = kp[:, others, :] - kp[:, :, None, :]  # [M, P, P-1, 2]
-        vec_ann = ann.to(device)[:, others] & ann.to(device)[:, :, None]  # [M, P, P-1]
-        own_vec = vec[owner.view(-1), torch.arange(p, device=device).repeat_interleave(h * w)]
-        own_vec = own_vec.view(p, h, w, p - 1, 2).permute(0, 3, 4, 1, 2)  # [P, P-1, 2, h, w]
-        own_ann = vec_ann[owner.view(-1), torch.arange(p, device=device).repeat_interleave(h * w)]
-        own_ann = own_ann.view(p, h, w, p - 1).permute(0, 3, 1, 2)  # [P, P-1, h, w]
-        out["pairwise"].append(encode_offsets(own_vec, pairwise_mean, pairwise_std))
-        out["pairwise_weight"].append((own_ann & positive[:, None]).float())
+        if kp.shape[0] == 0:
+            maps = _no_people(grid, region)
+        else:
+            maps = _people_targets(grid, kp, vis.to(device), ann.to(device), hgt, region)
+        for name in _TARGET_NAMES:
+            out[name].append(maps[name])
     return Targets(**{k: torch.stack(v) for k, v in out.items()})
+
+
+_TARGET_NAMES = ("scmap", "scmap_weight", "locref", "locref_weight", "pairwise", "pairwise_weight")
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """What every image's targets share: the cell centres, the other-part table, the
+    normalisation of the regressions and the smallest positive radius."""
+
+    centers: Tensor
+    others: Tensor
+    locref_std: float
+    pairwise_mean: Tensor
+    pairwise_std: Tensor
+    min_radius: float
+
+
+def _no_people(grid: _Grid, region: Tensor) -> dict[str, Tensor]:
+    """The targets of an image without people: all negative within the loss region."""
+    p, (h, w), device = grid.others.shape[0], grid.centers.shape[:2], region.device
+    return {
+        "scmap": torch.zeros(p, h, w, device=device),
+        "scmap_weight": region.expand(p, h, w).clone(),
+        "locref": torch.zeros(p, 2, h, w, device=device),
+        "locref_weight": torch.zeros(p, h, w, device=device),
+        "pairwise": torch.zeros(p, p - 1, 2, h, w, device=device),
+        "pairwise_weight": torch.zeros(p, p - 1, h, w, device=device),
+    }
+
+
+def _people_targets(
+    grid: _Grid, kp: Tensor, vis: Tensor, ann: Tensor, hgt: Tensor, region: Tensor
+) -> dict[str, Tensor]:
+    """The targets of an image with people ``kp`` [M, P, 2] (``vis``, ``ann``: [M, P])."""
+    p, (h, w), device = grid.others.shape[0], grid.centers.shape[:2], region.device
+    kp = kp.to(device, torch.float32)
+    radius = positive_radius(hgt.to(device, torch.float32), grid.min_radius)  # [M]
+    # [M, P, h, w, 2] vectors from cell centres to joints
+    delta = kp[:, :, None, None, :] - grid.centers[None, None]
+    dist = delta.norm(dim=-1)
+    within = dist <= radius[:, None, None, None]
+    vis_d, ann_d = vis[:, :, None, None], ann[:, :, None, None]
+    pos_m = within & vis_d  # [M, P, h, w]
+    ignore = (within & ann_d & ~vis_d).any(0)
+    positive = pos_m.any(0)  # [P, h, w]
+    # The nearest positive person owns a cell (overlapping people of the same part).
+    owner_dist = torch.where(pos_m, dist, torch.full_like(dist, float("inf")))
+    owner = owner_dist.argmin(0)  # [P, h, w]
+    own_delta = torch.gather(delta, 0, owner[None, :, :, :, None].expand(1, p, h, w, 2)).squeeze(
+        0
+    )  # [P, h, w, 2]
+    # Pairwise: vector from joint p to joint q of the owning person.
+    others = grid.others
+    vec = kp[:, others, :] - kp[:, :, None, :]  # [M, P, P-1, 2]
+    vec_ann = ann[:, others] & ann[:, :, None]  # [M, P, P-1]
+    cells = (owner.view(-1), torch.arange(p, device=device).repeat_interleave(h * w))
+    own_vec = vec[cells].view(p, h, w, p - 1, 2).permute(0, 3, 4, 1, 2)  # [P, P-1, 2, h, w]
+    own_ann = vec_ann[cells].view(p, h, w, p - 1).permute(0, 3, 1, 2)  # [P, P-1, h, w]
+    return {
+        "scmap": positive.float(),
+        "scmap_weight": (~(ignore & ~positive)).float() * torch.maximum(region, positive.float()),
+        "locref": encode_locref(own_delta.permute(0, 3, 1, 2), grid.locref_std),
+        "locref_weight": positive.float(),
+        "pairwise": encode_offsets(own_vec, grid.pairwise_mean, grid.pairwise_std),
+        "pairwise_weight": (own_ann & positive[:, None]).float(),
+    }

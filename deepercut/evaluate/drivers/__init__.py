@@ -1,5 +1,6 @@
 """``deepercut eval``'s drivers: one module per kind of data, each running the detector and the
-solvers over it, printing its tables and returning its JSON report.
+solvers over it and returning an :class:`EvalResult` (its JSON report and its tables, which the
+command prints).
 
 :func:`evaluate` builds the detector exactly as ``deepercut run`` does (same backend choice,
 precision and batch size), so the scores are those of the code a run executes.
@@ -9,15 +10,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from deepercut.evaluate.drivers.config import ALL_SOLVERS, EvalConfig, data_kind, parse_solvers
+from deepercut.evaluate.drivers.result import EvalResult
 
-__all__ = ["ALL_SOLVERS", "EvalConfig", "data_kind", "evaluate", "parse_solvers"]
+__all__ = ["ALL_SOLVERS", "EvalConfig", "EvalResult", "data_kind", "evaluate", "parse_solvers"]
 
 
-def evaluate(config: EvalConfig) -> dict[str, Any]:
-    """Run the evaluation ``config`` asks for; returns its report (also written to
+def evaluate(config: EvalConfig) -> EvalResult:
+    """Run the evaluation ``config`` asks for; returns its result (the report also written to
     ``config.json``)."""
     kind = data_kind(config.data)
     methods = parse_solvers(config.solver, () if kind == "synthetic" else ("3stage",))
@@ -36,18 +37,19 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         batch_size=config.batch_size,
         precision=config.precision,
     )
-    print(f"detector: {detector.backend} {detector.precision} ({detector.reason})")
     run = {"synthetic": synthetic.run, "coco": coco.run, "mat": mat.run, "dlc": dlc.run}[kind]
+    result = run(config, model, detector, methods)
     report = {
         "input_hw": list(detector.input_hw),
         "backend": detector.backend,
         "precision": detector.precision,
-        **run(config, model, detector, methods),
+        **result.report,
     }
     if config.json:
         Path(config.json).parent.mkdir(parents=True, exist_ok=True)
         Path(config.json).write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    said = f"detector: {detector.backend} {detector.precision} ({detector.reason})"
+    return EvalResult(report, (said, *result.tables))
 
 
 def _require_extras(kind: str, config: EvalConfig) -> None:

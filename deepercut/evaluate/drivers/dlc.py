@@ -12,14 +12,15 @@ from deepercut.data.load import load_dataset
 from deepercut.detection import NetworkDetector
 from deepercut.evaluate.dlc import DEFAULT_PCUTOFF, pixel_errors, predict_best_per_part
 from deepercut.evaluate.drivers.config import EvalConfig
+from deepercut.evaluate.drivers.result import EvalResult
 from deepercut.evaluate.report import detect, solve_candidates, to_model_parts
 from deepercut.model.io import Model
 
 
 def run(
     config: EvalConfig, model: Model, detector: NetworkDetector, methods: tuple[str, ...]
-) -> dict[str, Any]:
-    """Pixel error per keypoint on the project's test and train images; prints tables."""
+) -> EvalResult:
+    """Pixel error per keypoint on the project's test and train images."""
     dataset = load_dataset(config.data)
     config_path = Path(config.data)
     project = read_config(config_path / "config.yaml" if config_path.is_dir() else config_path)
@@ -41,6 +42,7 @@ def run(
     readout = methods[0] if config.solver else "best-per-part"
     started = time.perf_counter()
     splits: dict[str, Any] = {}
+    tables: list[str] = []
     for name, subset in (("test", test), ("train", train)):
         if len(subset) == 0:
             continue
@@ -52,10 +54,10 @@ def run(
             preds = predict_best_per_part(detector, images, config.batch_size)
         truths = [to_model_parts(r.keypoints, dataset.skeleton.parts, parts) for r in subset]
         errors = pixel_errors(preds, truths, parts)
-        print(f"\n{dataset.name} [{name}], {len(subset)} images, {readout}: pixel error")
-        print(errors.table(pcutoff))
+        tables.append(f"\n{dataset.name} [{name}], {len(subset)} images, {readout}: pixel error")
+        tables.append(errors.table(pcutoff))
         splits[name] = {"images": len(subset), **errors.to_dict(pcutoff)}
-    return {
+    report = {
         "data": str(config.data),
         "model": config.model_name,
         "readout": readout,
@@ -63,3 +65,4 @@ def run(
         "seconds": round(time.perf_counter() - started, 1),
         **splits,
     }
+    return EvalResult(report, tuple(tables))

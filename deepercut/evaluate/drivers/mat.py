@@ -11,14 +11,15 @@ from deepercut.data.load import load_dataset
 from deepercut.detection import NetworkDetector
 from deepercut.evaluate.drivers import lsp
 from deepercut.evaluate.drivers.config import EvalConfig
+from deepercut.evaluate.drivers.result import EvalResult
 from deepercut.evaluate.report import evaluate_dataset, plot_pckh_curves
 from deepercut.model.io import Model
 
 
 def run(
     config: EvalConfig, model: Model, detector: NetworkDetector, methods: tuple[str, ...]
-) -> dict[str, Any]:
-    """MPII's multi-person protocol per solver (LSP files go to :mod:`.lsp`); prints tables."""
+) -> EvalResult:
+    """MPII's multi-person protocol per solver (LSP files go to :mod:`.lsp`)."""
     dataset = load_dataset(config.data, config.images)
     if dataset.name.startswith("lsp:"):
         return lsp.run(config, model, detector, methods, dataset)
@@ -31,29 +32,29 @@ def run(
     seconds = time.perf_counter() - started
     parts = model.skeleton.parts
     who = config.model or "bundled model"
-    print(f"{dataset.name}: {len(dataset)} images ({who}, {seconds:.0f} s)")
+    tables = [f"{dataset.name}: {len(dataset)} images ({who}, {seconds:.0f} s)"]
     solvers: dict[str, Any] = {}
     for method, ev in results.items():
-        print(f"\n[{method}]")
+        tables.append(f"\n[{method}]")
         entry: dict[str, Any] = dict(ev.solved.timing())
         if ev.metrics is not None:
-            print(ev.metrics.pckh.table(parts))
-            print(ev.metrics.ap.table(parts))
+            tables.append(ev.metrics.pckh.table(parts))
+            tables.append(ev.metrics.ap.table(parts))
             entry.update(ev.metrics.to_dict(parts))
         if ev.pck is not None:
-            print(ev.pck.table(parts))
+            tables.append(ev.pck.table(parts))
             entry["PCK@0.2_torso"] = round(ev.pck.mean, 4)
             entry["pck_per_part"] = dict(zip(parts, ev.pck.per_part.round(4).tolist(), strict=True))
         if ev.pcp is not None:
-            print(ev.pcp.table())
+            tables.append(ev.pcp.table())
             entry.update(mPCP=round(ev.pcp.mean, 4), AOP=round(ev.pcp.aop, 4))
         solvers[method] = entry
     if config.plot:
         curves = {m: ev.metrics.pckh for m, ev in results.items() if ev.metrics is not None}
         if curves:
             plot_pckh_curves(curves, dataset.name, Path(config.plot) / "pckh.png")
-            print(f"plots in {config.plot}/")
-    return {
+            tables.append(f"plots in {config.plot}/")
+    report = {
         "data": str(config.data),
         "dataset": dataset.name,
         "images": len(dataset),
@@ -62,3 +63,4 @@ def run(
         "seconds": round(seconds, 1),
         "solvers": solvers,
     }
+    return EvalResult(report, tuple(tables))

@@ -31,6 +31,28 @@ VERSION = 1
 _FREE_LABEL_CHUNK = 256
 
 
+@dataclass(frozen=True)
+class _Pairs:
+    """The edges of a problem: kept candidates' geometry (``prepare_candidates``) and the
+    candidate pairs ``(i, j)`` joined, ``near`` where they lie within the distance limit."""
+
+    xy: np.ndarray
+    offsets: np.ndarray
+    sigma: np.ndarray
+    i: np.ndarray
+    j: np.ndarray
+    near: np.ndarray
+
+
+def _kept_candidates(score: np.ndarray, min_score: float, max_candidates: int) -> np.ndarray:
+    """Indices (increasing) of the candidates scoring ``min_score`` or more, at most the
+    ``max_candidates`` best of them."""
+    kept = np.flatnonzero(score >= min_score)
+    if len(kept) > max_candidates:
+        kept = np.sort(kept[np.argsort(-score[kept], kind="stable")[:max_candidates]])
+    return kept
+
+
 @dataclass(eq=False)  # array fields: compare models field by field
 class PairwiseModel:
     """Per-part-pair logistic models of "same person" and the SPLP problem built from them.
@@ -184,56 +206,71 @@ class PairwiseModel:
             (increasing order).
         """
         self._check(candidates)
-        p = self.num_parts
         factor = self.max_distance_factor if max_distance_factor is None else max_distance_factor
         if part_scores is not None:
             part_scores = np.asarray(part_scores, np.float64)
-            if part_scores.shape != (len(candidates), p):
+            if part_scores.shape != (len(candidates), self.num_parts):
                 raise ValueError(
-                    f"part_scores must be [{len(candidates)}, {p}], got {part_scores.shape}"
+                    f"part_scores must be [{len(candidates)}, {self.num_parts}], got "
+                    f"{part_scores.shape}"
                 )
-
-        kept = np.flatnonzero(candidates.score >= min_score)
-        if len(kept) > max_candidates:
-            kept = np.sort(
-                kept[np.argsort(-candidates.score[kept], kind="stable")[:max_candidates]]
-            )
+        kept = _kept_candidates(candidates.score, min_score, max_candidates)
         cands = candidates.select(kept)
-        n = len(cands)
         xy, offsets, sigma = prepare_candidates(cands, self.min_scale)
-
         i, j, near = near_pairs(xy, sigma, factor)
-        if forbid_same_part:
+        if forbid_same_part:  # every pair that could share a label needs its edge
             shares_label = np.ones_like(near) if free_labels else cands.part[i] == cands.part[j]
             edge = near | shares_label
         else:
             edge = near
-        i, j, near = i[edge], j[edge], near[edge]
-        edges = np.stack([i, j], 1).astype(np.int64)
-
+        pairs = _Pairs(xy, offsets, sigma, i[edge], j[edge], near[edge])
         if free_labels:
-            if part_scores is None:
-                probs = np.zeros((n, p))
-                probs[np.arange(n), cands.part] = cands.score
-            else:
-                probs = part_scores[kept]
-            unary = self._cost_from_prob(probs)
-            pair_cost = np.zeros((len(edges), p, p))
-            pair_cost[near] = self._free_label_costs(xy, offsets, sigma, i[near], j[near])
-            if forbid_same_part:
-                diag = np.arange(p)
-                pair_cost[:, diag, diag] = np.inf
+            probs = None if part_scores is None else part_scores[kept]
+            unary, pair_cost = self._free_label_problem(cands, pairs, probs, forbid_same_part)
         else:
-            unary = np.full((n, p), np.inf)
-            unary[np.arange(n), cands.part] = self._cost_from_prob(cands.score)
-            # Everything but the detected labels' entry stays forbidden.
-            pair_cost = np.full((len(edges), p, p), np.inf)
-            ci, cj = cands.part[i], cands.part[j]
-            scored = near & (ci != cj) if forbid_same_part else near
-            e = np.flatnonzero(scored)
-            x = fixed_label_features(xy, offsets, cands.part, sigma, i[e], j[e])
-            pair_cost[e, ci[e], cj[e]] = self._cost(self._logit(x, pair_class(ci[e], cj[e], p)))
+            unary, pair_cost = self._fixed_label_problem(cands, pairs, forbid_same_part)
+        edges = np.stack([pairs.i, pairs.j], 1).astype(np.int64)
         return Problem(unary=unary, edges=edges, pair_cost=pair_cost), kept
+
+    def _free_label_problem(
+        self,
+        cands: Candidates,
+        pairs: _Pairs,
+        part_scores: np.ndarray | None,
+        forbid_same_part: bool,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Unaries [N, P] and pair costs [E, P, P] when every label is allowed: unaries from
+        ``part_scores`` (else the detected part's score, probability 0 elsewhere)."""
+        n, p = len(cands), self.num_parts
+        if part_scores is None:
+            part_scores = np.zeros((n, p))
+            part_scores[np.arange(n), cands.part] = cands.score
+        near = pairs.near
+        pair_cost = np.zeros((len(pairs.i), p, p))
+        pair_cost[near] = self._free_label_costs(
+            pairs.xy, pairs.offsets, pairs.sigma, pairs.i[near], pairs.j[near]
+        )
+        if forbid_same_part:
+            diag = np.arange(p)
+            pair_cost[:, diag, diag] = np.inf
+        return self._cost_from_prob(part_scores), pair_cost
+
+    def _fixed_label_problem(
+        self, cands: Candidates, pairs: _Pairs, forbid_same_part: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Unaries [N, P] and pair costs [E, P, P] when each candidate keeps its detected part:
+        everything but the detected labels' entries stays forbidden (``+inf``)."""
+        n, p = len(cands), self.num_parts
+        unary = np.full((n, p), np.inf)
+        unary[np.arange(n), cands.part] = self._cost_from_prob(cands.score)
+        i, j = pairs.i, pairs.j
+        pair_cost = np.full((len(i), p, p), np.inf)
+        ci, cj = cands.part[i], cands.part[j]
+        scored = pairs.near & (ci != cj) if forbid_same_part else pairs.near
+        e = np.flatnonzero(scored)
+        x = fixed_label_features(pairs.xy, pairs.offsets, cands.part, pairs.sigma, i[e], j[e])
+        pair_cost[e, ci[e], cj[e]] = self._cost(self._logit(x, pair_class(ci[e], cj[e], p)))
+        return unary, pair_cost
 
     # ------------------------------------------------------------------ persistence
 
