@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GROUPS: dict[str, tuple[list[str], list[str], list[str]]] = {
     "streams": (
         [f"deepercut/streams/{m}.py" for m in ("format", "framing", "reader", "records", "writer")],
-        ["tests/test_sinks.py", "tests/test_stream_properties.py"],
+        ["tests/test_sinks.py", "tests/test_stream_properties.py", "tests/test_stream_writer.py"],
         ["-k", "not tcp"],
     ),
     "assemble": (["deepercut/solvers/assemble.py"], ["tests/test_assemble.py"], []),
@@ -60,6 +60,12 @@ GROUPS: dict[str, tuple[list[str], list[str], list[str]]] = {
 }
 
 
+#: Every mutant's pytest run: fixed order, no cache, and no pytest-timeout (on a loaded machine a
+#: test's wall time can pass the suite's 300 s and fail mutmut's first pass; mutmut's own
+#: CPU-time limit catches hung mutants).
+PYTEST_ARGS = ["-p", "no:randomly", "-p", "no:cacheprovider", "--timeout=0"]
+
+
 def _config(modules: list[str], tests: list[str], extra: list[str], debug: bool) -> str:
     """The repository's pyproject.toml with its ``[tool.mutmut]`` narrowed to one group."""
     text = (ROOT / "pyproject.toml").read_text()
@@ -71,7 +77,7 @@ def _config(modules: list[str], tests: list[str], extra: list[str], debug: bool)
         'source_paths = ["deepercut"]',
         f"only_mutate = {modules!r}",
         f"pytest_add_cli_args_test_selection = {tests!r}",
-        f"pytest_add_cli_args = {['-p', 'no:randomly', '-p', 'no:cacheprovider', *extra]!r}",
+        f"pytest_add_cli_args = {[*PYTEST_ARGS, *extra]!r}",
         # torch and Ray are not fork-safe once imported: fork each mutant from a clean server.
         'process_isolation = "forkserver"',
         f"debug = {str(debug).lower()}",
