@@ -28,7 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 GROUPS: dict[str, tuple[list[str], list[str], list[str]]] = {
     "streams": (
         [f"deepercut/streams/{m}.py" for m in ("format", "framing", "reader", "records", "writer")],
-        ["tests/test_sinks.py", "tests/test_stream_properties.py", "tests/test_stream_writer.py"],
+        [
+            "tests/test_sinks.py",
+            "tests/test_stream_properties.py",
+            "tests/test_stream_writer.py",
+            "tests/test_stream_framing.py",
+        ],
         ["-k", "not tcp"],
     ),
     "assemble": (["deepercut/solvers/assemble.py"], ["tests/test_assemble.py"], []),
