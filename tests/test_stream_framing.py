@@ -10,7 +10,7 @@ import pytest
 
 from deepercut.skeleton import MPII14
 from deepercut.streams import CorruptStreamError, PoseWriter, make_header, read_poses
-from deepercut.streams.framing import _CHUNK_COMPACT
+from deepercut.streams.framing import _CHUNK_COMPACT, FRAME, MAX_RECORD_BYTES, Deframer, frame
 from deepercut.types import Poses
 
 P = MPII14.num_parts
@@ -61,3 +61,12 @@ def test_damage_is_reported_at_its_record_and_byte(record: int) -> None:
         CorruptStreamError, match=f"head fails its checksum at byte {starts[record]}"
     ):
         list(read_poses(io.BytesIO(bytes(bad))))
+
+
+def test_a_record_of_exactly_the_cap_is_written_and_read() -> None:
+    body = bytes(MAX_RECORD_BYTES)
+    record = frame(FRAME, body)
+    assert len(record) == MAX_RECORD_BYTES + 14  # marker, size, kind, two CRCs
+    deframer = Deframer()
+    deframer.feed(record)
+    assert deframer.next() == (FRAME, body) and deframer.offset == len(record)
