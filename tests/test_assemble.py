@@ -106,13 +106,13 @@ def test_suppressed_single_part_and_low_score_people_are_dropped() -> None:
 def test_ties_go_to_the_lower_candidate_whatever_the_node_order() -> None:
     # Scores are exact in float32, so both people total exactly 1.0.
     c = make_candidates([(i, 10 * i) for i in range(6)], [0] * 6, [0.25, 0.5, 0.5, 0.5, 0.75, 0.25])
-    # Nodes list candidates out of order: 3 before 1, both labelled 0 in person Y with equal
+    # Nodes list candidates out of order: 3 before 1, both labelled 1 in person Y with equal
     # scores (1 wins: the lower candidate, not the earlier node). Person X's lowest candidate
     # (0) loses its part to candidate 4, yet still ranks X before Y (lowest member 1).
     kept = np.array([3, 4, 1, 0, 2, 5])
-    sol = make_solution([0, 0, 0, 0, 1, 1], [7, 2, 7, 2, 7, 2])
+    sol = make_solution([1, 0, 1, 0, 0, 1], [7, 2, 7, 2, 7, 2])
     kp = assemble_poses(c, kept, sol, P)
-    np.testing.assert_array_equal(kp[:, :2, :2], [[[4, 40], [5, 50]], [[1, 10], [2, 20]]])
+    np.testing.assert_array_equal(kp[:, :2, :2], [[[4, 40], [5, 50]], [[2, 20], [1, 10]]])
     np.testing.assert_array_equal(kp[:, :2, 2], [[0.75, 0.25], [0.5, 0.5]])
     # min_score keeps a person whose total equals it, and drops one just below it.
     assert len(assemble_poses(c, kept, sol, P, min_score=1.0)) == 2
