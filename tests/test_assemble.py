@@ -96,7 +96,37 @@ def test_suppressed_single_part_and_low_score_people_are_dropped() -> None:
     assert len(assemble_poses(c, np.arange(5), sol, P, min_parts=1)) == 3
     assert len(assemble_poses(c, np.arange(5), sol, P, min_parts=1, min_score=1.0)) == 1
     empty = assemble_poses(c, np.arange(5), make_solution([-1] * 5, [-1] * 5), P)
-    assert empty.shape == (0, P, 3)
+    assert empty.shape == (0, P, 3) and empty.dtype == np.float32
+    # A lone kept node is a person when one part is enough.
+    lone = assemble_poses(c, np.arange(1), make_solution([2], [0]), P, min_parts=1)
+    np.testing.assert_array_equal(lone[:, 2], np.array([[0, 0, 0.9]], np.float32))
+    assert np.isnan(lone[:, [0, 1, 3]]).all()
+
+
+def test_ties_go_to_the_lower_candidate_whatever_the_node_order() -> None:
+    # Scores are exact in float32, so both people total exactly 1.0.
+    c = make_candidates([(i, 10 * i) for i in range(6)], [0] * 6, [0.25, 0.5, 0.5, 0.5, 0.75, 0.25])
+    # Nodes list candidates out of order: 3 before 1, both labelled 1 in person Y with equal
+    # scores (1 wins: the lower candidate, not the earlier node). Person X's lowest candidate
+    # (0) loses its part to candidate 4, yet still ranks X before Y (lowest member 1).
+    kept = np.array([3, 4, 1, 0, 2, 5])
+    sol = make_solution([1, 0, 1, 0, 0, 1], [7, 2, 7, 2, 7, 2])
+    kp = assemble_poses(c, kept, sol, P)
+    np.testing.assert_array_equal(kp[:, :2, :2], [[[4, 40], [5, 50]], [[2, 20], [1, 10]]])
+    np.testing.assert_array_equal(kp[:, :2, 2], [[0.75, 0.25], [0.5, 0.5]])
+    # min_score keeps a person whose total equals it, and drops one just below it.
+    assert len(assemble_poses(c, kept, sol, P, min_score=1.0)) == 2
+    assert len(assemble_poses(c, kept, sol, P, min_score=np.nextafter(1.0, 2.0))) == 0
+
+
+def test_inconsistent_solutions_are_rejected() -> None:
+    c = make_candidates([(0, 0), (1, 1)], [0, 1], [0.5, 0.5])
+    with pytest.raises(ValueError, match="one entry per problem node"):
+        assemble_poses(c, np.arange(2), make_solution([0, 1, 1], [0, 0, 0]), P)
+    with pytest.raises(ValueError, match="one entry per problem node"):
+        assemble_poses(c, np.arange(2), make_solution([0, 1], [0]), P)
+    with pytest.raises(ValueError, match="labels out of range for 4 parts"):
+        assemble_poses(c, np.arange(2), make_solution([0, P], [0, 0]), P)
 
 
 def truth_frames(count: int = 4) -> list:
