@@ -196,6 +196,10 @@ def solve_proto(
     params.cp_model_probing_level = 0
     params.max_presolve_iterations = 1
     params.cp_model_presolve = presolve
+    # With the hint usually optimal, the root LP's bound is what is left to find: searching
+    # up from the lower bound, without SAT inprocessing, proves it ~10 % faster on stages.
+    params.use_objective_lb_search = True
+    params.use_sat_inprocessing = False
     params.add_lp_constraints_lazily = not lp_all_constraints
     # A fresh wrapper per solve: reusing one across solves is not supported by OR-tools.
     wrapper = cmh.SolveWrapper()
