@@ -397,8 +397,16 @@ def _solve_round(model: SplpModel, remaining: float, num_workers: int) -> cpsat.
     # its lazy LP constraint pool cost more than they save: ~3x the rest on dense frames
     # (benchmarks/solvers.py --hard), ~25 % on incremental stages.
     lazy_pool = model.num_cuts >= LAZY_POOL_MIN_CUTS
+    # With earlier clusters fixed (incremental stages), the seeded triangles' LP bound is
+    # nearly tight and CP-SAT's own cuts cost more than they save (~10 % of its time on hard
+    # frames' stages); on whole frames the heavy ones need its zero-half cuts.
     return cpsat.solve_proto(
-        model.proto, remaining, num_workers, presolve=lazy_pool, lp_all_constraints=not lazy_pool
+        model.proto,
+        remaining,
+        num_workers,
+        presolve=lazy_pool,
+        lp_all_constraints=not lazy_pool,
+        cuts=not model.inst.fixed.any(),
     )
 
 
