@@ -29,7 +29,8 @@ implication. An instance may hold several independent components: each keeps its
 solution, and one solved without violations is fixed so later rounds skip it.
 
 CP-SAT skips its presolve and puts every constraint into its LP from the start, until
-:data:`LAZY_POOL_MIN_CUTS` cuts were added lazily (then presolve and the lazy LP pool pay).
+:data:`LAZY_POOL_MIN_CUTS` cuts were added lazily (then presolve and the lazy LP pool pay), and
+is tuned to prove the hint (``prove_hint`` of :func:`~deepercut.solvers.cpsat.solve_proto`).
 
 Costs are scaled to integers (``scale``, default 1e6 per cost unit); "optimal" means optimal
 for the rounded costs, within ``Σ |rounding|`` of the true optimum (reported bounds subtract
@@ -398,7 +399,12 @@ def _solve_round(model: SplpModel, remaining: float, num_workers: int) -> cpsat.
     # (benchmarks/solvers.py --hard), ~25 % on incremental stages.
     lazy_pool = model.num_cuts >= LAZY_POOL_MIN_CUTS
     return cpsat.solve_proto(
-        model.proto, remaining, num_workers, presolve=lazy_pool, lp_all_constraints=not lazy_pool
+        model.proto,
+        remaining,
+        num_workers,
+        presolve=lazy_pool,
+        lp_all_constraints=not lazy_pool,
+        prove_hint=True,
     )
 
 
