@@ -30,6 +30,7 @@ from deepercut.data.synthetic import (
     write_video,
 )
 from deepercut.data.synthetic_candidates import candidates_from_truth
+from deepercut.engine.actors import connect_ray
 from deepercut.model.io import Model, pairwise_state, save_model
 from deepercut.model.net import DeeperCut, DetectorConfig
 from deepercut.model.pairwise import PairwiseModel
@@ -239,7 +240,7 @@ def local_ray(num_cpus: int = 2) -> Iterator[None]:
     import ray
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    connect_ray(None, num_cpus=num_cpus)  # started as the engine starts its own
     try:
         yield
     finally:

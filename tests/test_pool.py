@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -234,6 +235,13 @@ def test_live_mode_never_waits_on_a_hung_actor(frames, solver) -> None:
     assert [i for i, _ in out] == [i for i, _, _ in frames]  # every frame once, in order
     assert out[0][1] is not None and stats.solved_in_process >= 1
     assert_same_poses([out[0][1]], [solver(*frames[0])])
+
+
+def test_solver_actors_of_our_own_ray_run_at_the_driver_priority(solver) -> None:
+    # Ray's default starts workers 15 nicer than the driver: under load they starve.
+    with SolverPool(solver, workers=1) as pool:
+        pid = ray.get(pool.actors[0].ready.remote(), timeout=120)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0)
 
 
 def test_unreachable_cluster_addresses_fail_fast() -> None:

@@ -148,6 +148,10 @@ def connect_ray(
         init.setdefault("address", "local")
         init.setdefault("num_cpus", num_cpus)
         init.setdefault("include_dashboard", False)
+        # Ray starts its workers 15 nicer than the driver (RayConfig worker_niceness): on a
+        # busy machine the solver actors, half of the pipeline, then get a few % of a core and
+        # miss their start-up and stall timeouts. Our own Ray keeps them at the driver's.
+        init["_system_config"] = {"worker_niceness": 0, **(init.get("_system_config") or {})}
     try:
         ray.init(**init)
     except ConnectionError as exc:
