@@ -4,6 +4,11 @@ bystander mask, mixing with synthetic crowds, the validation split, and exact re
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -190,6 +195,11 @@ def test_mixed_batches_draw_fixed_shares(tmp_path: Path) -> None:
 
 
 def _train(tmp_path: Path, mat: Path, out: Path, *extra: str) -> None:
+    assert main(_train_argv(mat, out, *extra)) == 0
+
+
+def _train_argv(mat: Path, out: Path, *extra: str) -> list[str]:
+    """A tiny ``deepercut train`` of 4 steps on the fixture (``extra`` overrides)."""
     argv = [
         "train", "--data", str(mat), "--test-images", "im00002", "--mix-synthetic", "0.5",
         "--person-heights", "40", "60", "--heights", "30", "50", "--people", "1", "2",
@@ -197,7 +207,7 @@ def _train(tmp_path: Path, mat: Path, out: Path, *extra: str) -> None:
         "--input-hw", "64x64", "--batch-size", "2", "--steps", "4", "--warmup", "1",
         "--save-every", "2", "--pairwise-images", "0", "--no-progress", "-o", str(out),
     ]  # fmt: skip
-    assert main([*argv, *extra]) == 0
+    return [*argv, *extra]
 
 
 def test_resume_continues_exactly(tmp_path: Path) -> None:
@@ -227,6 +237,43 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     assert [s["steps"] for s in stages] == [[0, 2], [2, 4]]
     assert "--resume" in stages[1]["command"] and stages[1]["absent_images"] == 1
     assert b["meta"]["mix"] == {"dataset": 1, "synthetic": 1}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_ends_the_chunk_with_a_resumable_checkpoint(tmp_path: Path, signum: int) -> None:
+    mat = _write_lspet(tmp_path)
+    out = tmp_path / "run.pt"
+    log = out.with_suffix(".log.jsonl")
+    # A schedule far too long to finish, and no periodic checkpoint: only the stop saves.
+    argv = _train_argv(mat, out, "--steps", "1000000", "--save-every", "1000000")
+    root = Path(deepercut.__file__).parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deepercut", *argv], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 600  # a guard against a hang, not a speed bound
+        while not (log.exists() and len(log.read_text().splitlines()) >= 2):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signum, stderr
+    assert "stopping after this step" in stderr and f"--resume {out}" in stdout
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    saved = torch.load(out, weights_only=True)
+    # Every logged step is in the checkpoint: nothing done before the signal is lost.
+    assert steps == list(range(len(steps))) and saved["train_state"]["step"] == len(steps)
+    assert saved["meta"]["stages"][0]["steps"] == [0, len(steps)]
+    # It resumes where it stopped.
+    assert main(["train", "--resume", str(out), "-o", str(out), "--no-progress",
+                 "--pairwise-images", "0", "--stop-at", str(len(steps) + 1)]) == 0  # fmt: skip
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert steps == list(range(len(steps))) and torch.load(out)["train_state"]["step"] == len(steps)
 
 
 def test_resume_refuses_a_deployed_model(tmp_path: Path, capsys) -> None:

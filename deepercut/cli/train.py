@@ -16,8 +16,12 @@ checkpoint). Every chunk's command, steps and wall time are appended to the chec
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from deepercut.cli.args import parse_hw
 
@@ -235,10 +239,48 @@ def _add_pairwise_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Train as the arguments say (see :func:`deepercut.train.run.run_training`)."""
+    """Train as the arguments say (see :func:`deepercut.train.run.run_training`). Ctrl-C or
+    SIGTERM ends the run after the step under way, with a resumable checkpoint (exit status
+    128 + the signal's number); a second Ctrl-C aborts at once."""
     from deepercut.train.config import TrainConfig
     from deepercut.train.run import run_training
 
     config = TrainConfig.from_args(vars(args))
-    run_training(config, "deepercut " + shlex.join(getattr(args, "argv", sys.argv[1:])))
-    return 0
+    command = "deepercut " + shlex.join(getattr(args, "argv", sys.argv[1:]))
+    with _stop_on_signals() as received:
+        run_training(config, command, stop=lambda: bool(received))
+    return 128 + received[0] if received else 0
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[list[int]]:
+    """While the block runs, SIGINT and SIGTERM are recorded in the yielded list instead of
+    killing the process; after the first, they act as before (a second Ctrl-C raises
+    KeyboardInterrupt). Outside the main thread (signals cannot be caught there) the list
+    stays empty."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.getsignal(signum) for signum in signums}
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+        for s, h in previous.items():
+            signal.signal(s, h)
+        name = signal.Signals(signum).name
+        print(
+            f"deepercut train: {name}: stopping after this step with a resumable checkpoint "
+            "(Ctrl-C again aborts without saving)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    for signum in signums:
+        signal.signal(signum, handler)
+    try:
+        yield received
+    finally:
+        for signum, h in previous.items():
+            signal.signal(signum, h)

@@ -202,6 +202,7 @@ def train(
     stage: dict[str, Any] | None = None,
     keep_checkpoints: bool = False,
     max_seconds: float | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Model:
     """Train a detector on ``source`` and save it (BatchNorm frozen) to ``out_path``.
 
@@ -216,8 +217,9 @@ def train(
     a longer schedule). Every ``config.checkpoint_every`` steps and at the end, ``out_path`` is
     overwritten by a resumable checkpoint (and, with ``keep_checkpoints``, copied to
     ``OUT-stepN.pt``). With ``max_seconds`` the chunk also ends (saved, resumable) after the
-    first step that finishes past that much wall time. The loss log (one JSON object per
-    step) is appended to ``log_path``.
+    first step that finishes past that much wall time, and as soon as ``stop()`` is true after a
+    step (a user's Ctrl-C: the step under way finishes, nothing is lost). The loss log (one
+    JSON object per step) is appended to ``log_path``.
     ``meta["stages"]`` lists every invocation's ``stage`` record (command, data...) with the
     steps it ran and its wall time.
     """
@@ -240,7 +242,7 @@ def train(
     )  # fmt: skip
     log = open(log_path, "a") if log_path else None
     try:
-        end = _steps(run, source, end, log, progress, max_seconds)
+        end = _steps(run, source, end, log, progress, _chunk_over(max_seconds, stop, run.started))
     finally:
         if log is not None:
             log.close()
@@ -253,10 +255,10 @@ def _steps(
     end: int,
     log: IO[str] | None,
     progress: bool,
-    max_seconds: float | None,
+    chunk_over: Callable[[], bool],
 ) -> int:
     """Optimise from ``run.start`` to ``end``, checkpointing on the way; returns the step
-    reached (earlier than ``end`` when ``max_seconds`` ran out)."""
+    reached (earlier than ``end`` when ``chunk_over()`` turned true after a step)."""
     config, net = run.config, run.net
     map_hw = (config.input_hw[0] // STRIDE, config.input_hw[1] // STRIDE)
     batches = _batches(source, config, run.skeleton, run.rng)
@@ -276,11 +278,24 @@ def _steps(
         bar.set_postfix(loss=f"{values['total']:.4f}", scmap=f"{values['scmap']:.4f}")
         if log is not None:
             _log_step(log, step, run.scheduler.get_last_lr()[0], values, run.started)
-        if max_seconds is not None and time.time() - run.started >= max_seconds:
+        if chunk_over():
+            bar.close()
             return step + 1
         if (step + 1) % config.checkpoint_every == 0 and step + 1 < end:
             run.save(step + 1)
     return end
+
+
+def _chunk_over(
+    max_seconds: float | None, stop: Callable[[], bool] | None, started: float
+) -> Callable[[], bool]:
+    """Whether the chunk ends after the step just done: its wall time is up, or ``stop()``."""
+
+    def over() -> bool:
+        timed_out = max_seconds is not None and time.time() - started >= max_seconds
+        return timed_out or (stop is not None and stop())
+
+    return over
 
 
 def _starting_point(

@@ -7,6 +7,7 @@ The run is a :class:`~deepercut.train.config.TrainConfig`; a checkpoint stores i
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,11 @@ from deepercut.train.loop import LoopConfig, train
 from deepercut.train.pairwise_fit import fit_pairwise_on_detector
 
 
-def run_training(config: TrainConfig, command: str) -> None:
+def run_training(config: TrainConfig, command: str, stop: Callable[[], bool] | None = None) -> None:
     """Train (or resume, or only refit the pairwise model) as ``config`` says; ``command`` is
-    the command line recorded in the checkpoint."""
+    the command line recorded in the checkpoint. Once ``stop()`` is true (checked after each
+    step) the chunk ends there, saved and resumable, and the pairwise fit is left for the
+    chunk that finishes the run."""
     if config.threads:
         torch.set_num_threads(config.threads)
     resume = None
@@ -47,8 +50,11 @@ def run_training(config: TrainConfig, command: str) -> None:
         # In place: a training checkpoint keeps its training state.
         out_ckpt = out if out.resolve() == Path(config.pairwise_only).resolve() else None
     else:
-        model = _train_detector(config, data, resume, stage)
+        model = _train_detector(config, data, resume, stage, stop)
         out_ckpt = out
+        if stop is not None and stop():
+            print(f"stopped on request: continue with `deepercut train --resume {out} -o {out}`")
+            return
     if config.pairwise_images > 0:
         _fit_pairwise(model, data, out, out_ckpt)
 
@@ -78,6 +84,7 @@ def _train_detector(
     data: TrainingData,
     resume: tuple[Model, TrainState] | None,
     stage: dict[str, Any],
+    stop: Callable[[], bool] | None,
 ) -> Model:
     out = Path(config.out)
     log = Path(config.log) if config.log else out.with_suffix(".log.jsonl")
@@ -96,6 +103,7 @@ def _train_detector(
         keep_checkpoints=config.keep_checkpoints,
         progress=not config.no_progress,
         max_seconds=None if config.max_minutes is None else 60 * config.max_minutes,
+        stop=stop,
     )
     print(f"saved {out} at step {model.meta['steps']} (loss log {log})")
     return model
