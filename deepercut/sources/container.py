@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -61,6 +62,7 @@ _SEEK_TRIES = 4  # seeks ever further back before decoding from the beginning
 # a seek lands on can be placed on the timeline (AVI's are decode times; raw streams have none).
 _PRESENTATION_PTS_FORMATS = ("mov", "matroska", "mpegts")
 _CFR_TOLERANCE = 0.01  # average and base frame rates this close: constant frame rate
+_DURATION_TAG = re.compile(r"(\d+):(\d+):(\d+(?:\.\d*)?)")  # Matroska's per-stream DURATION
 
 
 def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
@@ -106,6 +108,10 @@ class ContainerReader:
         size = (ctx.width, ctx.height) if ctx.width and ctx.height else None
         self.frame_size = size[::-1] if size and self._rotation() % 180 else size
         self.num_frames = None if self.live else self._count_frames(stream)
+        # What the header says of the video stream itself (a container's duration may be its
+        # audio's): a file that ends short of it was cut, and its missing tail is counted.
+        self._announced = self._announced_frames(stream) if self.num_frames is not None else None
+        self._announced_slack = 0 if stream.frames else 1  # a duration may round a frame off
         self._init_timeline()
 
     def _init_timeline(self) -> None:
@@ -178,6 +184,23 @@ class ContainerReader:
         if self.container is not None and self.container.duration is not None:
             return round(self.container.duration / av.time_base * self.fps)
         return None
+
+    def _announced_frames(self, stream: av.video.stream.VideoStream) -> int | None:
+        """The video stream's frame count or duration × fps as its file's header gives them;
+        None when only a duration shared with other streams is known."""
+        if stream.frames:
+            return int(stream.frames)
+        seconds = None
+        if stream.duration is not None and stream.time_base is not None:
+            seconds = float(stream.duration * stream.time_base)
+        elif match := _DURATION_TAG.fullmatch(stream.metadata.get("DURATION", "")):
+            hours, minutes, secs = match.groups()
+            seconds = 3600 * int(hours) + 60 * int(minutes) + float(secs)
+        elif self.container is not None and len(self.container.streams) == 1:
+            seconds = (
+                None if self.container.duration is None else self.container.duration / av.time_base
+            )
+        return None if seconds is None else round(seconds * self.fps)
 
     def close(self) -> None:
         """Close the input; idempotent."""
@@ -268,7 +291,32 @@ class ContainerReader:
         for ready, pts in reorder.flush():
             if not self._deliver(ready, pts, out):
                 return False, "stopped"
+        if self.finite:
+            self._check_end(out)
         return True, self._end_reason
+
+    def _check_end(self, out: Outlet) -> None:
+        """At a file's end: no frame at all is an error; frames short of what its header
+        announces (a file cut short) are counted as missing.
+
+        Raises:
+            SourceError: not one frame was decoded.
+        """
+        stats = out.stats
+        if stats.decoded == 0:
+            rejected = f" ({stats.decode_errors} packets rejected)" if stats.decode_errors else ""
+            raise SourceError(f"{self}: no video frame could be decoded{rejected}")
+        if self._announced is None:
+            return
+        # Decoded from the start (no timeline) or placed on it: where the file stopped.
+        reached = self._index + 1 if self._timeline else stats.decoded
+        if self._announced - reached > self._announced_slack:
+            short = self._announced - reached
+            stats.missing += short
+            stats.error(
+                f"ended after {reached} of the {self._announced} frames its header announces: "
+                f"{short} missing (file cut short?)"
+            )
 
     def _video(self, container: av.container.InputContainer) -> av.video.stream.VideoStream:
         """The stream to decode, set up for threaded decoding."""

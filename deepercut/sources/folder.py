@@ -106,6 +106,7 @@ class FolderReader:
                 image = self._decode(path)
             except SourceError as exc:
                 out.stats.decode_errors += 1
+                out.stats.missing += 1  # its index stays empty: a frame lost, like a gap
                 out.stats.error(str(exc))
                 continue
             # The offer counts it as decoded; strides were skipped without decoding.
