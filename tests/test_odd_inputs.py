@@ -1,6 +1,6 @@
-"""Odd inputs a stranger feeds the engine, found by black-box probing (docs/robustness.md):
-each must give a clear error or a counted skip, never a traceback or silent loss. Every input
-is made here (bytes, PyAV, PIL)."""
+"""Odd inputs a stranger feeds the engine, found by black-box probing: each must give a clear
+error or a counted skip, never a traceback or silent loss. Every input is made here (bytes,
+PyAV, PIL)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from PIL import Image
 
 from deepercut.cli import main
 from deepercut.engine.pipeline import Engine
+from deepercut.engine.sharded import keyframe_indices
 from deepercut.model.io import CheckpointError, load_model
 from deepercut.skeleton import MPII14
 from deepercut.sources import SourceError, open_source
@@ -120,3 +121,28 @@ def test_an_output_the_system_refuses_is_a_one_line_error(
         assert main(["convert", str(stream), "-o", str(out), "--format", "jsonl"]) == 2
         err = capsys.readouterr().err
         assert err.startswith("deepercut convert: error: ") and err.count("\n") == 1
+
+
+def test_the_main_video_is_read_not_a_thumbnail_track_before_it(tmp_path: Path) -> None:
+    # Some programs store a one-frame preview (MJPEG) as the first video stream.
+    path = tmp_path / "preview_first.mkv"
+    with av.open(str(path), "w") as container:
+        preview = container.add_stream("mjpeg", rate=1)
+        preview.width, preview.height, preview.pix_fmt = 32, 24, "yuvj420p"
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        still = av.VideoFrame.from_ndarray(np.zeros((24, 32, 3), np.uint8), format="rgb24")
+        still.pts = 0
+        container.mux(preview.encode(still))
+        container.mux(preview.encode(None))
+        for i in range(10):
+            image = np.full((48, 64, 3), 20 * i, np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+    with open_source(path) as source:
+        frames = list(source)
+    assert [f.index for f in frames] == list(range(10))
+    assert {f.image.shape for f in frames} == {(48, 64, 3)}
+    assert keyframe_indices(path) == [0]

@@ -1,8 +1,8 @@
 """What files, cameras and network streams share: FFmpeg demuxes and decodes them (PyAV).
 
-:class:`ContainerReader` reads the first video stream of anything FFmpeg opens and gives each
-frame its index and ``pts``; the kinds differ only in a few decisions, made by the subclasses
-(:mod:`~deepercut.sources.files`, :mod:`~deepercut.sources.cameras`,
+:class:`ContainerReader` reads the main video stream (:func:`main_video`) of anything FFmpeg
+opens and gives each frame its index and ``pts``; the kinds differ only in a few decisions,
+made by the subclasses (:mod:`~deepercut.sources.files`, :mod:`~deepercut.sources.cameras`,
 :mod:`~deepercut.sources.network`): whether the input is finite, how it is opened, how it is
 turned for display, what a read error means, and whether it is reopened when it fails.
 
@@ -54,7 +54,7 @@ from deepercut.sources.reconnect import Reconnect
 from deepercut.sources.spec import Spec
 from deepercut.sources.timestamps import REORDER_WINDOW, PtsReorderer
 
-__all__ = ["ContainerReader"]
+__all__ = ["ContainerReader", "main_video"]
 
 _MAX_READ_ERRORS = 8  # consecutive demuxer errors before a file is treated as ended
 _SEEK_TRIES = 4  # seeks ever further back before decoding from the beginning
@@ -63,6 +63,12 @@ _SEEK_TRIES = 4  # seeks ever further back before decoding from the beginning
 _PRESENTATION_PTS_FORMATS = ("mov", "matroska", "mpegts")
 _CFR_TOLERANCE = 0.01  # average and base frame rates this close: constant frame rate
 _DURATION_TAG = re.compile(r"(\d+):(\d+):(\d+(?:\.\d*)?)")  # Matroska's per-stream DURATION
+
+
+def main_video(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
+    """The video stream a player shows (FFmpeg's best: not a cover picture or a thumbnail
+    track stored before it); None without video."""
+    return container.streams.best("video")
 
 
 def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
@@ -74,7 +80,7 @@ def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
 
 
 class ContainerReader:
-    """Demuxes and decodes the first video stream of anything FFmpeg opens; a subclass per
+    """Demuxes and decodes the main video stream of anything FFmpeg opens; a subclass per
     kind of input makes the decisions that differ (the methods that raise
     :class:`NotImplementedError` here)."""
 
@@ -95,7 +101,8 @@ class ContainerReader:
         self.live = not self.finite if live is None else live
         #: Reopening policy when the input fails or ends (None: the source ends with it).
         self.reconnect: Reconnect | None = None if self.finite else Reconnect()
-        stream = self.container.streams.video[0]
+        stream = main_video(self.container)
+        assert stream is not None  # _open checked
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         self.fps = float(rate) if rate else math.nan
         # Constant frame rate: timestamps place frames on a timeline of 1/fps steps (variable
@@ -168,7 +175,7 @@ class ContainerReader:
             raise
         except (av.FFmpegError, OSError) as exc:
             raise SourceError(f"cannot open {self}: {ffmpeg_reason(exc)}") from exc
-        if not container.streams.video:
+        if main_video(container) is None:
             container.close()
             raise SourceError(f"cannot open {self}: no video stream")
         return container
@@ -320,7 +327,9 @@ class ContainerReader:
 
     def _video(self, container: av.container.InputContainer) -> av.video.stream.VideoStream:
         """The stream to decode, set up for threaded decoding."""
-        stream = container.streams.video[0]
+        stream = main_video(container)
+        if stream is None:  # a reopened input that lost its video
+            raise SourceError(f"cannot open {self}: no video stream")
         # Frame threading delays output by a frame per thread: fine for files, not for cameras.
         stream.thread_type = "SLICE" if self.live else "AUTO"
         return stream
