@@ -146,3 +146,19 @@ def test_the_main_video_is_read_not_a_thumbnail_track_before_it(tmp_path: Path) 
     assert [f.index for f in frames] == list(range(10))
     assert {f.image.shape for f in frames} == {(48, 64, 3)}
     assert keyframe_indices(path) == [0]
+
+
+def test_a_photo_too_large_for_pil_is_still_turned_upright(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PIL refuses images over 2 × MAX_IMAGE_PIXELS (179 M pixels: a 200 MP phone photo); a
+    # lower limit makes a small photo that large to PIL, FFmpeg still decodes it.
+    photo = Image.new("RGB", (64, 48), (120, 120, 120))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored on its side: turn 90° clockwise
+    photo.save(tmp_path / "portrait.jpg", exif=exif)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with open_source(tmp_path) as source:
+        frames = list(source)
+    assert [f.image.shape for f in frames] == [(64, 48, 3)]
+    assert source.stats.errors == []
