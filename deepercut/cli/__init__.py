@@ -35,7 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for the records of `train`
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
+        # OSError: a path the system refuses (a read-only folder, an output that is a
+        # directory, a disk full), said in one line like bad input.
         # A message may quote a source URL (an FFmpeg error): never its credentials.
         print(f"deepercut {args.command}: error: {redact_text(str(exc))}", file=sys.stderr)
         return 2

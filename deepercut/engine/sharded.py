@@ -35,7 +35,7 @@ from deepercut.engine.actors import (
     replace_actor,
 )
 from deepercut.model.io import Model
-from deepercut.sources import open_source
+from deepercut.sources import main_video, open_source
 from deepercut.types import Candidates, Frame
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,9 @@ def keyframe_indices(path: str | Path) -> list[int]:
     does (``round(pts × fps)``); a stream without timestamps or frame rate has only ``[0]``.
     """
     with av.open(str(path)) as container:
-        stream = container.streams.video[0]
+        stream = main_video(container)
+        if stream is None:
+            return [0]  # opening it as a source says why
         rate = stream.average_rate or stream.guessed_rate
         time_base, origin = stream.time_base, stream.start_time
         if rate is None or time_base is None:

@@ -21,8 +21,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import pickle
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,14 +158,9 @@ def read_checkpoint_file(
     """
     try:
         return torch.load(source, map_location=map_location, weights_only=True)
-    except (
-        pickle.UnpicklingError,
-        zipfile.BadZipFile,
-        RuntimeError,
-        EOFError,
-        OSError,
-        UnicodeDecodeError,
-    ) as exc:
+    except Exception as exc:
+        # Damaged bytes reach the unpickler's internals, which fail with whatever they hit
+        # (KeyError, IndexError, struct.error, AssertionError...), not only UnpicklingError.
         raise CheckpointError(
             f"{where} is not a readable checkpoint (corrupt, truncated or not a torch file): "
             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"

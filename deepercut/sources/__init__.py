@@ -29,6 +29,7 @@ Nothing here imports torch or the model: sources are I/O.
 
 from __future__ import annotations
 
+from deepercut.sources.container import main_video
 from deepercut.sources.errors import SourceError
 from deepercut.sources.folder import IMAGE_SUFFIXES, list_images
 from deepercut.sources.frame_rate import DEFAULT_FPS, known_fps
@@ -48,5 +49,6 @@ __all__ = [
     "SourceStats",
     "known_fps",
     "list_images",
+    "main_video",
     "open_source",
 ]

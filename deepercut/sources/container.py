@@ -1,8 +1,8 @@
 """What files, cameras and network streams share: FFmpeg demuxes and decodes them (PyAV).
 
-:class:`ContainerReader` reads the first video stream of anything FFmpeg opens and gives each
-frame its index and ``pts``; the kinds differ only in a few decisions, made by the subclasses
-(:mod:`~deepercut.sources.files`, :mod:`~deepercut.sources.cameras`,
+:class:`ContainerReader` reads the main video stream (:func:`main_video`) of anything FFmpeg
+opens and gives each frame its index and ``pts``; the kinds differ only in a few decisions,
+made by the subclasses (:mod:`~deepercut.sources.files`, :mod:`~deepercut.sources.cameras`,
 :mod:`~deepercut.sources.network`): whether the input is finite, how it is opened, how it is
 turned for display, what a read error means, and whether it is reopened when it fails.
 
@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -53,7 +54,7 @@ from deepercut.sources.reconnect import Reconnect
 from deepercut.sources.spec import Spec
 from deepercut.sources.timestamps import REORDER_WINDOW, PtsReorderer
 
-__all__ = ["ContainerReader"]
+__all__ = ["ContainerReader", "main_video"]
 
 _MAX_READ_ERRORS = 8  # consecutive demuxer errors before a file is treated as ended
 _SEEK_TRIES = 4  # seeks ever further back before decoding from the beginning
@@ -61,6 +62,13 @@ _SEEK_TRIES = 4  # seeks ever further back before decoding from the beginning
 # a seek lands on can be placed on the timeline (AVI's are decode times; raw streams have none).
 _PRESENTATION_PTS_FORMATS = ("mov", "matroska", "mpegts")
 _CFR_TOLERANCE = 0.01  # average and base frame rates this close: constant frame rate
+_DURATION_TAG = re.compile(r"(\d+):(\d+):(\d+(?:\.\d*)?)")  # Matroska's per-stream DURATION
+
+
+def main_video(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
+    """The video stream a player shows (FFmpeg's best: not a cover picture or a thumbnail
+    track stored before it); None without video."""
+    return container.streams.best("video")
 
 
 def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
@@ -72,7 +80,7 @@ def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
 
 
 class ContainerReader:
-    """Demuxes and decodes the first video stream of anything FFmpeg opens; a subclass per
+    """Demuxes and decodes the main video stream of anything FFmpeg opens; a subclass per
     kind of input makes the decisions that differ (the methods that raise
     :class:`NotImplementedError` here)."""
 
@@ -93,7 +101,8 @@ class ContainerReader:
         self.live = not self.finite if live is None else live
         #: Reopening policy when the input fails or ends (None: the source ends with it).
         self.reconnect: Reconnect | None = None if self.finite else Reconnect()
-        stream = self.container.streams.video[0]
+        stream = main_video(self.container)
+        assert stream is not None  # _open checked
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         self.fps = float(rate) if rate else math.nan
         # Constant frame rate: timestamps place frames on a timeline of 1/fps steps (variable
@@ -106,6 +115,10 @@ class ContainerReader:
         size = (ctx.width, ctx.height) if ctx.width and ctx.height else None
         self.frame_size = size[::-1] if size and self._rotation() % 180 else size
         self.num_frames = None if self.live else self._count_frames(stream)
+        # What the header says of the video stream itself (a container's duration may be its
+        # audio's): a file that ends short of it was cut, and its missing tail is counted.
+        self._announced = self._announced_frames(stream) if self.num_frames is not None else None
+        self._announced_slack = 0 if stream.frames else 1  # a duration may round a frame off
         self._init_timeline()
 
     def _init_timeline(self) -> None:
@@ -162,7 +175,7 @@ class ContainerReader:
             raise
         except (av.FFmpegError, OSError) as exc:
             raise SourceError(f"cannot open {self}: {ffmpeg_reason(exc)}") from exc
-        if not container.streams.video:
+        if main_video(container) is None:
             container.close()
             raise SourceError(f"cannot open {self}: no video stream")
         return container
@@ -178,6 +191,23 @@ class ContainerReader:
         if self.container is not None and self.container.duration is not None:
             return round(self.container.duration / av.time_base * self.fps)
         return None
+
+    def _announced_frames(self, stream: av.video.stream.VideoStream) -> int | None:
+        """The video stream's frame count or duration × fps as its file's header gives them;
+        None when only a duration shared with other streams is known."""
+        if stream.frames:
+            return int(stream.frames)
+        seconds = None
+        if stream.duration is not None and stream.time_base is not None:
+            seconds = float(stream.duration * stream.time_base)
+        elif match := _DURATION_TAG.fullmatch(stream.metadata.get("DURATION", "")):
+            hours, minutes, secs = match.groups()
+            seconds = 3600 * int(hours) + 60 * int(minutes) + float(secs)
+        elif self.container is not None and len(self.container.streams) == 1:
+            seconds = (
+                None if self.container.duration is None else self.container.duration / av.time_base
+            )
+        return None if seconds is None else round(seconds * self.fps)
 
     def close(self) -> None:
         """Close the input; idempotent."""
@@ -268,11 +298,38 @@ class ContainerReader:
         for ready, pts in reorder.flush():
             if not self._deliver(ready, pts, out):
                 return False, "stopped"
+        if self.finite:
+            self._check_end(out)
         return True, self._end_reason
+
+    def _check_end(self, out: Outlet) -> None:
+        """At a file's end: no frame at all is an error; frames short of what its header
+        announces (a file cut short) are counted as missing.
+
+        Raises:
+            SourceError: not one frame was decoded.
+        """
+        stats = out.stats
+        if stats.decoded == 0:
+            rejected = f" ({stats.decode_errors} packets rejected)" if stats.decode_errors else ""
+            raise SourceError(f"{self}: no video frame could be decoded{rejected}")
+        if self._announced is None:
+            return
+        # Decoded from the start (no timeline) or placed on it: where the file stopped.
+        reached = self._index + 1 if self._timeline else stats.decoded
+        if self._announced - reached > self._announced_slack:
+            short = self._announced - reached
+            stats.missing += short
+            stats.error(
+                f"ended after {reached} of the {self._announced} frames its header announces: "
+                f"{short} missing (file cut short?)"
+            )
 
     def _video(self, container: av.container.InputContainer) -> av.video.stream.VideoStream:
         """The stream to decode, set up for threaded decoding."""
-        stream = container.streams.video[0]
+        stream = main_video(container)
+        if stream is None:  # a reopened input that lost its video
+            raise SourceError(f"cannot open {self}: no video stream")
         # Frame threading delays output by a frame per thread: fine for files, not for cameras.
         stream.thread_type = "SLICE" if self.live else "AUTO"
         return stream

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import av
 
-from deepercut.sources.container import ContainerReader
+from deepercut.sources.container import ContainerReader, main_video
 
 __all__ = ["FileReader"]
 
@@ -23,7 +23,8 @@ class FileReader(ContainerReader):
         when it has none or cannot be read."""
         try:
             with av.open(self.spec.url) as container:
-                for frame in container.decode(video=0):
+                stream = main_video(container)
+                for frame in container.decode(stream) if stream is not None else ():
                     return int(frame.rotation)
         except (av.FFmpegError, OSError):
             pass

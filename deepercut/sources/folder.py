@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,26 @@ def _exif_orientation(path: Path) -> int:
     try:
         with Image.open(path) as image:  # reads the header only
             return int(image.getexif().get(_EXIF_ORIENTATION, 1))
+    except Image.DecompressionBombError:
+        # PIL refuses to open images over 179 M pixels (a 200 MP phone photo) even for their
+        # header; FFmpeg decodes them, so read a JPEG's EXIF block directly.
+        return _jpeg_exif_orientation(path)
     except (OSError, ValueError, SyntaxError):
+        return 1
+
+
+def _jpeg_exif_orientation(path: Path) -> int:
+    """The EXIF orientation of a JPEG from its APP1 block near the file's start (1: none)."""
+    with open(path, "rb") as file:
+        head = file.read(1 << 17)
+    at = head.find(b"Exif\x00\x00")
+    if not head.startswith(b"\xff\xd8") or at < 0:
+        return 1
+    exif = Image.Exif()
+    try:
+        exif.load(head[at:])
+        return int(exif.get(_EXIF_ORIENTATION, 1))
+    except (OSError, ValueError, SyntaxError, struct.error):
         return 1
 
 
@@ -106,6 +126,7 @@ class FolderReader:
                 image = self._decode(path)
             except SourceError as exc:
                 out.stats.decode_errors += 1
+                out.stats.missing += 1  # its index stays empty: a frame lost, like a gap
                 out.stats.error(str(exc))
                 continue
             # The offer counts it as decoded; strides were skipped without decoding.

@@ -29,8 +29,9 @@ class SourceStats:
         discarded: frames decoded but still queued when the source was closed early.
         decode_errors: packets the decoder rejected and unreadable images (no frame came
             out of them, so they are not in ``decoded``).
-        missing: frames absent from a file's timeline (gaps in its timestamps: damaged data;
-            their indices are skipped).
+        missing: frames absent from a file's timeline (gaps in its timestamps, or a tail
+            short of the frames its header announces: damaged or cut data) and a folder's
+            unreadable images; their indices are skipped.
         lost_outage: frames estimated lost while a live source was reconnecting.
         reconnects: reconnection attempts (successful or not).
         errors: short descriptions of the last problems (at most 100).
