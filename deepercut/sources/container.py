@@ -116,9 +116,12 @@ class ContainerReader:
         self.frame_size = size[::-1] if size and self._rotation() % 180 else size
         self.num_frames = None if self.live else self._count_frames(stream)
         # What the header says of the video stream itself (a container's duration may be its
-        # audio's): a file that ends short of it was cut, and its missing tail is counted.
-        self._announced = self._announced_frames(stream) if self.num_frames is not None else None
-        self._announced_slack = 0 if stream.frames else 1  # a duration may round a frame off
+        # audio's): a file that ends short of it was cut, and its missing tail is counted. A
+        # duration is a frame count only at a constant rate (a phone's variable rate times
+        # its duration is no count), and may round a frame off.
+        known = self.num_frames is not None and (bool(stream.frames) or self._cfr)
+        self._announced = self._announced_frames(stream) if known else None
+        self._announced_slack = 0 if stream.frames else 1
         self._init_timeline()
 
     def _init_timeline(self) -> None:
