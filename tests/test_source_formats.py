@@ -76,6 +76,8 @@ CASES = [
     Case("with_audio.mp4", "libx264", options=BFRAMES, audio=True),
     Case("ten_bit.mkv", "libx264", pix_fmt="yuv420p10le", options=BFRAMES),
     Case("vfr_phone.mp4", "libx264", frames=len(VFR_MS), options=X264, times_ms=VFR_MS),
+    # Matroska has no frame count: its duration at a variable rate is no count either.
+    Case("vfr_phone.mkv", "libx264", frames=len(VFR_MS), options=X264, times_ms=VFR_MS),
 ]
 
 

@@ -109,6 +109,9 @@ class ContainerReader:
         # rates, as phones record, would leave false gaps: those count in decode order).
         avg, base = stream.average_rate, stream.base_rate
         self._cfr = bool(avg and base and abs(float(avg / base) - 1) < _CFR_TOLERANCE)
+        # Matroska and WebM headers state the encoder's rate whatever the timestamps do
+        # (a live read has no timeline: no need to look).
+        self._cfr = self._cfr and (self.live or self._regular_timestamps())
         names = self.container.format.name.split(",")
         self._presentation_pts = any(name in _PRESENTATION_PTS_FORMATS for name in names)
         ctx = stream.codec_context
@@ -148,6 +151,11 @@ class ContainerReader:
         """FFmpeg input options (the caller's are merged over them) and the timeout for
         opening and reading (None: wait as long as it takes)."""
         raise NotImplementedError
+
+    def _regular_timestamps(self) -> bool:
+        """Whether the first frames' timestamps are whole steps of 1/fps (True where the
+        kind of input cannot tell without reading frames ahead)."""
+        return True
 
     def _is_finite(self, container: av.container.InputContainer) -> bool:
         """Whether the opened input has an end that is its last frame (read like a file)."""
