@@ -410,3 +410,24 @@ def test_heuristic_returns_minus_one_for_suppressed_nodes_and_compact_cluster_id
     )
     for out in heuristic_assignment(empty):
         assert out.shape == (0,) and out.dtype == np.int64
+
+
+def test_num_workers_reaches_cp_sat_in_every_method(monkeypatch):
+    # The engine runs one CP-SAT thread per solve; a caller may ask for more: every method
+    # that uses CP-SAT must pass the count on (no other effect is observable in the answer).
+    seen = []
+    real = cpsat.solve_proto
+
+    def recording(proto, time_limit, num_workers, **kwargs):
+        seen.append(num_workers)
+        return real(proto, time_limit, num_workers, **kwargs)
+
+    monkeypatch.setattr(cpsat, "solve_proto", recording)
+    monkeypatch.setattr(tiny, "MAX_NODES", 0)
+    problem = random_problem(np.random.default_rng(2), 9, 3, density=0.8)
+    for method in ("exact", "deepcut", "3stage"):
+        seen.clear()
+        sol = solve(problem, method, skeleton=TINY3, num_workers=3)
+        assert_valid(problem, sol)
+        assert seen and set(seen) == {3}, method
+    assert solve(problem, "exact").stats["convert_s"] >= 0
