@@ -212,13 +212,16 @@ def _collect_stats(group: str, tests: list[str], out: Path) -> int:
     return _fork(run)
 
 
-def drive(group: str, work: Path, names: list[str], explicit: bool) -> None:
+def drive(
+    group: str, work: Path, names: list[str], explicit: bool, only: list[str] | None = None
+) -> None:
     """Run each mutant in a child forked from one process that imported the tests once.
 
-    With ``explicit`` names every mutant runs the group's whole selection; otherwise only the
-    tests that reach its function (mutmut's stats pass, done here once), fastest first. A
-    mutant is killed when pytest fails, times out when it passes its CPU budget (10x its
-    tests' clean time + 30 s). Results go to ``work/fork-results.json``.
+    With ``explicit`` names (a re-run after a new test) every mutant runs the group's whole
+    selection; otherwise only the tests that reach its function (mutmut's stats pass, done
+    here once), fastest first. A mutant is killed when pytest fails, times out when it passes
+    its CPU budget (3x its tests' clean time + 20 s). Results go to
+    ``work/fork-results.json``. ``only``: these tests instead of the group's selection.
     """
     import pytest
     from hypothesis import settings
@@ -229,28 +232,30 @@ def drive(group: str, work: Path, names: list[str], explicit: bool) -> None:
     settings.load_profile("mutation")
     os.chdir(work / "mutants")
     sys.path.insert(0, str(work / "mutants"))
-    tests = GROUPS[group][1]
+    tests = only or GROUPS[group][1]
     set_mutant_under_test("")
     pytest.main(["--rootdir=.", "-qq", "--collect-only", *GROUPS[group][2], *tests])
-    stats_file = work / "fork-stats.json"
-    if _collect_stats(group, tests, stats_file) != 0:
-        sys.exit("the clean run of the selection fails: fix it first")
-    stats = json.loads(stats_file.read_text())
-    seconds = stats["seconds"]
+    seconds: dict[str, float] = {}
     by_function: dict[str, list[str]] = {}
-    for test, functions in stats["hits"].items():
-        for function in functions:
-            by_function.setdefault(function, []).append(test)
+    if not explicit:
+        stats_file = work / "fork-stats.json"
+        if _collect_stats(group, tests, stats_file) != 0:
+            sys.exit("the clean run of the selection fails: fix it first")
+        stats = json.loads(stats_file.read_text())
+        seconds = stats["seconds"]
+        for test, functions in stats["hits"].items():
+            for function in functions:
+                by_function.setdefault(function, []).append(test)
     results_file = work / "fork-results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
     todo = names if explicit else [n for n in names if n not in results]  # resume
     for i, name in enumerate(todo):
-        chosen = list(seconds) if explicit else by_function.get(name.partition("__mutmut_")[0], [])
+        chosen = tests if explicit else by_function.get(name.partition("__mutmut_")[0], [])
         chosen = sorted(chosen, key=lambda t: seconds.get(t, 0.0))
         if not chosen:
             results[name] = "no tests"
         else:
-            budget = 10 * sum(seconds.get(t, 0.0) for t in chosen) + 30
+            budget = 3 * sum(seconds.get(t, 0.0) for t in chosen) + 20 if seconds else 600
 
             def run(name: str = name, chosen: list[str] = chosen) -> int:
                 set_mutant_under_test(name)
@@ -291,14 +296,15 @@ def main() -> None:
     parser.add_argument(
         "--fork", action="store_true", help="run mutants by forking one process, not mutmut run"
     )
-    args = parser.parse_args()
+    parser.add_argument("--tests", nargs="+", help="with --fork: run these tests instead")
+    args = parser.parse_intermixed_args()
     work = sync(args.group, args.scratch, args.debug)
     if args.fork:
         names = generate(work)
         chosen = args.mutants or sample(names, args.sample, args.seed)
         print(f"{len(names)} mutants; running {len(chosen)}", flush=True)
         os.nice(19 - os.nice(0))
-        drive(args.group, work, chosen, explicit=bool(args.mutants))
+        drive(args.group, work, chosen, explicit=bool(args.mutants), only=args.tests)
         return
     if args.sample is not None and not args.mutants:
         args.mutants = sample(generate(work), args.sample, args.seed)

@@ -200,6 +200,10 @@ def test_staged_heuristic_stages_and_free_labels():
     sol = solve(problem, "3stage", skeleton=TINY3, stage_method="heuristic")
     assert_valid(problem, sol)
     assert sol.status == "heuristic"
+    assert [s["status"] for s in sol.stats["stages"]] == ["heuristic"] * 3
+    assert all(s["bound"] == -np.inf for s in sol.stats["stages"])
+    with pytest.raises(ValueError, match=r"stage groups .* don't match the problem's 2 parts"):
+        solve(random_problem(np.random.default_rng(5), 4, 2), "3stage", skeleton=TINY3)
 
 
 def test_stages_need_a_skeleton():
@@ -431,3 +435,33 @@ def test_num_workers_reaches_cp_sat_in_every_method(monkeypatch):
         assert_valid(problem, sol)
         assert seen and set(seen) == {3}, method
     assert solve(problem, "exact").stats["convert_s"] >= 0
+
+
+def test_a_stage_pays_the_summed_joins_to_an_earlier_cluster():
+    # Stage 0 keeps a (part 0); stage 1 adds b and d (part 1). Joining b to a's cluster costs
+    # -0.5, d to it +1, b to d -3: the best is {a}, {b, d} (-6); all three together cost -5.5.
+    # A stage that lost the super-node pair of its second new node, or one whose member joins
+    # sum to exactly 1, would join all three.
+    unary = np.array([[-1.0, np.inf, np.inf], [np.inf, -1.0, np.inf], [np.inf, -1.0, np.inf]])
+    edges = np.array([[0, 1], [0, 2], [1, 2]])
+    pair_cost = np.zeros((3, 3, 3))
+    pair_cost[:, 0, 1] = [-0.5, 1.0, 0.0]
+    pair_cost[2, 1, 1] = -3.0
+    problem = Problem(unary, edges, pair_cost)
+    for method in ("3stage", "2stage"):
+        sol = solve(problem, method, skeleton=TINY3)
+        assert sol.objective == pytest.approx(-6.0)
+        assert sol.cluster[1] == sol.cluster[2] != sol.cluster[0]
+
+
+def test_staged_stats_add_up_the_stages_rounds_and_cuts(monkeypatch):
+    # A frustrated ring needs lazy cycle cuts; with one part it is one stage.
+    monkeypatch.setattr(tiny, "MAX_NODES", 0)
+    one = Skeleton(name="one", parts=("a",), edges=(), stages=((0,),))
+    problem, optimum = ring(9, 5.0)
+    sol = solve(problem, "3stage", skeleton=one)
+    assert sol.objective == pytest.approx(optimum, abs=TOL)
+    (stage,) = sol.stats["stages"]
+    assert stage["cuts"] > 0 and stage["rounds"] > 1
+    assert (sol.stats["cuts"], sol.stats["rounds"]) == (stage["cuts"], stage["rounds"])
+    assert stage["bound"] == pytest.approx(stage["objective"], abs=TOL)

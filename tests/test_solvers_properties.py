@@ -180,7 +180,8 @@ def test_each_stage_is_optimal_given_the_earlier_ones(problem, method):
         )
         assert value == pytest.approx(best, abs=TOL), k
         entry = sol.stats["stages"][k]
-        assert entry["candidates"] == len(new)
+        assert entry["candidates"] == len(new) and entry["parts"] == list(groups[k])
+        assert entry["seconds"] >= 0
         assert entry["super_nodes"] == len(np.unique(earlier_cluster[earlier >= 0]))
         assert entry["objective"] == pytest.approx(value - before, abs=TOL), k
         before = value
