@@ -10,7 +10,7 @@ from deepercut.solvers import METHODS, Problem, Solution, cpsat, solve, tiny
 from deepercut.solvers import exact as exact_solver
 from deepercut.solvers.brute import brute_force
 from deepercut.solvers.heuristic import heuristic_assignment
-from deepercut.solvers.instance import instance_from_problem
+from deepercut.solvers.instance import first_seen_ranks, instance_from_problem
 
 TOL = 1e-4  # CP-SAT optimises costs rounded to 1e-6; a handful of terms per tiny instance
 
@@ -465,3 +465,25 @@ def test_staged_stats_add_up_the_stages_rounds_and_cuts(monkeypatch):
     assert stage["cuts"] > 0 and stage["rounds"] > 1
     assert (sol.stats["cuts"], sol.stats["rounds"]) == (stage["cuts"], stage["rounds"])
     assert stage["bound"] == pytest.approx(stage["objective"], abs=TOL)
+
+
+def test_first_seen_ranks_of_dense_sparse_and_no_ids():
+    # Ids renumbered in order of first appearance; sparse ids take the sorting branch.
+    num, ranks = first_seen_ranks(np.array([7, 2, 7, 0, 2]))
+    assert num == 3 and ranks.tolist() == [0, 1, 0, 2, 1]
+    num, ranks = first_seen_ranks(np.array([900, 5, 900]))
+    assert num == 2 and ranks.tolist() == [0, 1, 0]
+    num, ranks = first_seen_ranks(np.zeros(0, np.int64))
+    assert num == 0 and ranks.shape == (0,) and ranks.dtype == np.int64
+
+
+def test_evaluate_groups_marks_only_the_group_of_a_forbidden_join():
+    # Three single-label candidates in one cluster; the forbidden pair (0, 1) is counted in
+    # candidate 0's group, the free pair (1, 2) in group 0 too; group 1 only pays a unary.
+    unary = np.array([[-1.0], [-2.0], [-4.0]])
+    problem = Problem(unary, np.array([[0, 1], [1, 2]]), np.array([[[np.inf]], [[0.5]]]))
+    inst = instance_from_problem(problem)
+    state, cluster = np.arange(3), np.zeros(3, np.int64)
+    total = inst.evaluate_groups(state, cluster, np.array([0, 0, 1]), 2)
+    assert total.tolist() == [np.inf, -4.0]
+    assert inst.evaluate_groups(state, cluster, np.array([1, 1, 0]), 2).tolist() == [-4.0, np.inf]
