@@ -487,3 +487,14 @@ def test_evaluate_groups_marks_only_the_group_of_a_forbidden_join():
     total = inst.evaluate_groups(state, cluster, np.array([0, 0, 1]), 2)
     assert total.tolist() == [np.inf, -4.0]
     assert inst.evaluate_groups(state, cluster, np.array([1, 1, 0]), 2).tolist() == [-4.0, np.inf]
+
+
+def test_trivial_bound_of_one_node_and_of_empty_groups():
+    # Each node at its cheapest state or suppressed (a fixed one can't be), each pair at its
+    # cheapest negative entry; groups without a node get 0.
+    problem = Problem(np.array([[-2.0, 3.0]]), np.zeros((0, 2), np.int64), np.zeros((0, 2, 2)))
+    inst = instance_from_problem(problem)
+    assert inst.trivial_bound() == -2.0
+    problem = Problem(np.array([[1.0], [-1.0]]), np.array([[0, 1]]), np.array([[[-0.5]]]))
+    inst = instance_from_problem(problem)
+    assert inst.trivial_bound_groups(np.array([0, 2]), 4).tolist() == [-0.5, 0.0, -1.0, 0.0]
