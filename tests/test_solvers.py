@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,7 @@ from deepercut.skeleton import Skeleton
 from deepercut.solvers import METHODS, Problem, Solution, cpsat, solve, tiny
 from deepercut.solvers import exact as exact_solver
 from deepercut.solvers.brute import brute_force
+from deepercut.solvers.exact import solve_exact
 from deepercut.solvers.heuristic import heuristic_assignment
 from deepercut.solvers.instance import first_seen_ranks, instance_from_problem
 
@@ -202,6 +205,7 @@ def test_staged_heuristic_stages_and_free_labels():
     assert sol.status == "heuristic"
     assert [s["status"] for s in sol.stats["stages"]] == ["heuristic"] * 3
     assert all(s["bound"] == -np.inf for s in sol.stats["stages"])
+    assert sol.stats["rounds"] == sol.stats["cuts"] == 0  # no CP-SAT round in any stage
     with pytest.raises(ValueError, match=r"stage groups .* don't match the problem's 2 parts"):
         solve(random_problem(np.random.default_rng(5), 4, 2), "3stage", skeleton=TINY3)
 
@@ -498,3 +502,27 @@ def test_trivial_bound_of_one_node_and_of_empty_groups():
     problem = Problem(np.array([[1.0], [-1.0]]), np.array([[0, 1]]), np.array([[[-0.5]]]))
     inst = instance_from_problem(problem)
     assert inst.trivial_bound_groups(np.array([0, 2]), 4).tolist() == [-0.5, 0.0, -1.0, 0.0]
+
+
+def test_a_loose_node_with_several_labels_joins_only_when_kept(monkeypatch):
+    # b and c are always kept (negative unaries); a (two labels at 0.3) gains -0.4 per join
+    # whatever its label, so keeping it with both is optimal (-2.5). A model whose coupling
+    # y <= x_a also counted other nodes' states would let a's joins pay without a kept, then
+    # read a as suppressed (-2).
+    unary = np.array([[-1.0, np.inf], [-1.0, np.inf], [0.3, 0.3]])
+    pair_cost = np.full((2, 2, 2), -0.4)
+    problem = Problem(unary, np.array([[0, 2], [1, 2]]), pair_cost)
+    sol = solve(problem, "exact")
+    assert_valid(problem, sol)
+    assert sol.objective == pytest.approx(-2.5) and (sol.label >= 0).all()
+
+
+def test_solve_exact_starts_from_the_heuristic_without_a_hint():
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        problem = random_problem(rng, 7, 3, free_labels=True)
+        _, _, optimum = brute_force(problem)
+        inst = instance_from_problem(problem)
+        result = solve_exact(inst, time.perf_counter() + 10.0)
+        assert result.status == "optimal"
+        assert result.objective == pytest.approx(optimum, abs=TOL)
