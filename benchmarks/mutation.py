@@ -12,6 +12,12 @@ only the group's modules and selects only its fast tests. Results stay in the sc
     cd /tmp/deepercut-mutmut/streams && mutmut results  # mutmut show NAME, ...
 
 Each run is niced (``nice -n 19``) and uses one child: the machine is shared.
+
+    python benchmarks/mutation.py exact --fork --sample 100 --seed 22    # uniform sample
+    python benchmarks/mutation.py exact --fork --scratch /tmp/x NAME ... --tests TEST ...
+
+``--fork`` skips ``mutmut run``: it imports the tests once and forks one child per mutant
+(see :func:`drive`); results in ``<scratch>/<group>/fork-results.json``.
 """
 
 from __future__ import annotations
