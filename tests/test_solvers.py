@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -9,8 +11,9 @@ from deepercut.skeleton import Skeleton
 from deepercut.solvers import METHODS, Problem, Solution, cpsat, solve, tiny
 from deepercut.solvers import exact as exact_solver
 from deepercut.solvers.brute import brute_force
+from deepercut.solvers.exact import solve_exact
 from deepercut.solvers.heuristic import heuristic_assignment
-from deepercut.solvers.instance import instance_from_problem
+from deepercut.solvers.instance import first_seen_ranks, instance_from_problem
 
 TOL = 1e-4  # CP-SAT optimises costs rounded to 1e-6; a handful of terms per tiny instance
 
@@ -200,6 +203,11 @@ def test_staged_heuristic_stages_and_free_labels():
     sol = solve(problem, "3stage", skeleton=TINY3, stage_method="heuristic")
     assert_valid(problem, sol)
     assert sol.status == "heuristic"
+    assert [s["status"] for s in sol.stats["stages"]] == ["heuristic"] * 3
+    assert all(s["bound"] == -np.inf for s in sol.stats["stages"])
+    assert sol.stats["rounds"] == sol.stats["cuts"] == 0  # no CP-SAT round in any stage
+    with pytest.raises(ValueError, match=r"stage groups .* don't match the problem's 2 parts"):
+        solve(random_problem(np.random.default_rng(5), 4, 2), "3stage", skeleton=TINY3)
 
 
 def test_stages_need_a_skeleton():
@@ -410,3 +418,111 @@ def test_heuristic_returns_minus_one_for_suppressed_nodes_and_compact_cluster_id
     )
     for out in heuristic_assignment(empty):
         assert out.shape == (0,) and out.dtype == np.int64
+
+
+def test_num_workers_reaches_cp_sat_in_every_method(monkeypatch):
+    # The engine runs one CP-SAT thread per solve; a caller may ask for more: every method
+    # that uses CP-SAT must pass the count on (no other effect is observable in the answer).
+    seen = []
+    real = cpsat.solve_proto
+
+    def recording(proto, time_limit, num_workers, **kwargs):
+        seen.append(num_workers)
+        return real(proto, time_limit, num_workers, **kwargs)
+
+    monkeypatch.setattr(cpsat, "solve_proto", recording)
+    monkeypatch.setattr(tiny, "MAX_NODES", 0)
+    problem = random_problem(np.random.default_rng(2), 9, 3, density=0.8)
+    for method in ("exact", "deepcut", "3stage"):
+        seen.clear()
+        sol = solve(problem, method, skeleton=TINY3, num_workers=3)
+        assert_valid(problem, sol)
+        assert seen and set(seen) == {3}, method
+    assert solve(problem, "exact").stats["convert_s"] >= 0
+
+
+def test_a_stage_pays_the_summed_joins_to_an_earlier_cluster():
+    # Stage 0 keeps a (part 0); stage 1 adds b and d (part 1). Joining b to a's cluster costs
+    # -0.5, d to it +1, b to d -3: the best is {a}, {b, d} (-6); all three together cost -5.5.
+    # A stage that lost the super-node pair of its second new node, or one whose member joins
+    # sum to exactly 1, would join all three.
+    unary = np.array([[-1.0, np.inf, np.inf], [np.inf, -1.0, np.inf], [np.inf, -1.0, np.inf]])
+    edges = np.array([[0, 1], [0, 2], [1, 2]])
+    pair_cost = np.zeros((3, 3, 3))
+    pair_cost[:, 0, 1] = [-0.5, 1.0, 0.0]
+    pair_cost[2, 1, 1] = -3.0
+    problem = Problem(unary, edges, pair_cost)
+    for method in ("3stage", "2stage"):
+        sol = solve(problem, method, skeleton=TINY3)
+        assert sol.objective == pytest.approx(-6.0)
+        assert sol.cluster[1] == sol.cluster[2] != sol.cluster[0]
+
+
+def test_staged_stats_add_up_the_stages_rounds_and_cuts(monkeypatch):
+    # A frustrated ring needs lazy cycle cuts; with one part it is one stage.
+    monkeypatch.setattr(tiny, "MAX_NODES", 0)
+    one = Skeleton(name="one", parts=("a",), edges=(), stages=((0,),))
+    problem, optimum = ring(9, 5.0)
+    sol = solve(problem, "3stage", skeleton=one)
+    assert sol.objective == pytest.approx(optimum, abs=TOL)
+    (stage,) = sol.stats["stages"]
+    assert stage["cuts"] > 0 and stage["rounds"] > 1
+    assert (sol.stats["cuts"], sol.stats["rounds"]) == (stage["cuts"], stage["rounds"])
+    assert stage["bound"] == pytest.approx(stage["objective"], abs=TOL)
+
+
+def test_first_seen_ranks_of_dense_sparse_and_no_ids():
+    # Ids renumbered in order of first appearance; sparse ids take the sorting branch.
+    num, ranks = first_seen_ranks(np.array([7, 2, 7, 0, 2]))
+    assert num == 3 and ranks.tolist() == [0, 1, 0, 2, 1]
+    num, ranks = first_seen_ranks(np.array([900, 5, 900]))
+    assert num == 2 and ranks.tolist() == [0, 1, 0]
+    num, ranks = first_seen_ranks(np.zeros(0, np.int64))
+    assert num == 0 and ranks.shape == (0,) and ranks.dtype == np.int64
+
+
+def test_evaluate_groups_marks_only_the_group_of_a_forbidden_join():
+    # Three single-label candidates in one cluster; the forbidden pair (0, 1) is counted in
+    # candidate 0's group, the free pair (1, 2) in group 0 too; group 1 only pays a unary.
+    unary = np.array([[-1.0], [-2.0], [-4.0]])
+    problem = Problem(unary, np.array([[0, 1], [1, 2]]), np.array([[[np.inf]], [[0.5]]]))
+    inst = instance_from_problem(problem)
+    state, cluster = np.arange(3), np.zeros(3, np.int64)
+    total = inst.evaluate_groups(state, cluster, np.array([0, 0, 1]), 2)
+    assert total.tolist() == [np.inf, -4.0]
+    assert inst.evaluate_groups(state, cluster, np.array([1, 1, 0]), 2).tolist() == [-4.0, np.inf]
+
+
+def test_trivial_bound_of_one_node_and_of_empty_groups():
+    # Each node at its cheapest state or suppressed (a fixed one can't be), each pair at its
+    # cheapest negative entry; groups without a node get 0.
+    problem = Problem(np.array([[-2.0, 3.0]]), np.zeros((0, 2), np.int64), np.zeros((0, 2, 2)))
+    inst = instance_from_problem(problem)
+    assert inst.trivial_bound() == -2.0
+    problem = Problem(np.array([[1.0], [-1.0]]), np.array([[0, 1]]), np.array([[[-0.5]]]))
+    inst = instance_from_problem(problem)
+    assert inst.trivial_bound_groups(np.array([0, 2]), 4).tolist() == [-0.5, 0.0, -1.0, 0.0]
+
+
+def test_a_loose_node_with_several_labels_joins_only_when_kept(monkeypatch):
+    # b and c are always kept (negative unaries); a (two labels at 0.3) gains -0.4 per join
+    # whatever its label, so keeping it with both is optimal (-2.5). A model whose coupling
+    # y <= x_a also counted other nodes' states would let a's joins pay without a kept, then
+    # read a as suppressed (-2).
+    unary = np.array([[-1.0, np.inf], [-1.0, np.inf], [0.3, 0.3]])
+    pair_cost = np.full((2, 2, 2), -0.4)
+    problem = Problem(unary, np.array([[0, 2], [1, 2]]), pair_cost)
+    sol = solve(problem, "exact")
+    assert_valid(problem, sol)
+    assert sol.objective == pytest.approx(-2.5) and (sol.label >= 0).all()
+
+
+def test_solve_exact_starts_from_the_heuristic_without_a_hint():
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        problem = random_problem(rng, 7, 3, free_labels=True)
+        _, _, optimum = brute_force(problem)
+        inst = instance_from_problem(problem)
+        result = solve_exact(inst, time.perf_counter() + 10.0)
+        assert result.status == "optimal"
+        assert result.objective == pytest.approx(optimum, abs=TOL)

@@ -40,7 +40,8 @@ SETTINGS = settings(
 
 @st.composite
 def problems(draw: st.DrawFn, max_candidates: int = 6, num_parts: int | None = None) -> Problem:
-    """A random SPLP: any subset of listed pairs (either orientation), any label subsets."""
+    """A random SPLP: any subset of listed pairs (either orientation, some twice), any label
+    subsets."""
     n = draw(st.integers(0, max_candidates))
     p = num_parts if num_parts is not None else draw(st.integers(1, 3))
     unary = np.array(draw(st.lists(st.sampled_from(UNARY_COSTS), min_size=n * p, max_size=n * p)))
@@ -48,6 +49,9 @@ def problems(draw: st.DrawFn, max_candidates: int = 6, num_parts: int | None = N
     listed = np.array(draw(st.lists(st.booleans(), min_size=len(i), max_size=len(i))), bool)
     flip = np.array(draw(st.lists(st.booleans(), min_size=len(i), max_size=len(i))), bool)
     edges = np.stack([np.where(flip, j, i), np.where(flip, i, j)], 1)[listed]
+    # Some pairs listed twice, the second time reversed: their costs add up.
+    again = np.array(draw(st.lists(st.booleans(), min_size=len(edges), max_size=len(edges))))
+    edges = np.concatenate([edges, edges[again.astype(bool)][:, ::-1]])
     count = len(edges) * p * p
     pair_cost = draw(st.lists(st.sampled_from(PAIR_COSTS), min_size=count, max_size=count))
     return Problem(
@@ -121,3 +125,63 @@ def test_fixed_nodes_are_kept_and_the_optimum_is_exact(problem, data):
             assert result.objective == pytest.approx(optimum, abs=TOL)
         else:
             assert result.objective >= optimum - TOL
+
+
+def extensions(problem: Problem, label: np.ndarray, cluster: np.ndarray, new: np.ndarray):
+    """Every assignment that keeps ``label``/``cluster`` on the other candidates and gives each
+    candidate of ``new`` suppression or any of its labels in an existing or a new cluster
+    (yielded arrays are reused: evaluate before the next)."""
+    label, cluster = label.copy(), cluster.copy()
+    kept = label >= 0
+    cluster[kept] = np.unique(cluster[kept], return_inverse=True)[1]
+    new = new.tolist()
+
+    def place(i: int, num_clusters: int):
+        if i == len(new):
+            yield label, cluster
+            return
+        d = new[i]
+        label[d] = cluster[d] = -1
+        yield from place(i + 1, num_clusters)
+        for lab in np.flatnonzero(np.isfinite(problem.unary[d])).tolist():
+            for c in range(num_clusters + 1):
+                label[d], cluster[d] = lab, c
+                yield from place(i + 1, max(num_clusters, c + 1))
+        label[d] = cluster[d] = -1
+
+    yield from place(0, int(cluster.max(initial=-1)) + 1)
+
+
+@settings(SETTINGS, max_examples=40)
+@given(problems(max_candidates=5, num_parts=3), st.sampled_from(["3stage", "2stage"]))
+def test_each_stage_is_optimal_given_the_earlier_ones(problem, method):
+    # DeeperCut's incremental optimisation: a candidate enters at the stage of its first
+    # allowed part; each stage keeps everything decided before (kept candidates, labels,
+    # clusters, and earlier clusters never merge) and solves its new candidates optimally.
+    sol = solve(problem, method, skeleton=TINY3, time_limit=TIME_LIMIT)
+    assert_valid(problem, sol)
+    assert sol.status == "feasible" and sol.stats["stages_optimal"]
+    groups = TINY3.stage_groups(int(method[0]))
+    stage_of_part = np.array([k for p in range(3) for k, g in enumerate(groups) if p in g])
+    allowed = np.isfinite(problem.unary)
+    stage = np.array([stage_of_part[a].min(initial=len(groups)) for a in allowed], np.int64)
+    assert [s["stage"] for s in sol.stats["stages"]] == list(range(len(groups)))
+    before = 0.0
+    for k in range(len(groups)):
+        label = np.where(stage <= k, sol.label, -1)
+        cluster = np.where(label >= 0, sol.cluster, -1)
+        value = problem.objective(label, cluster)
+        earlier = np.where(stage < k, sol.label, -1)
+        earlier_cluster = np.where(earlier >= 0, sol.cluster, -1)
+        new = np.flatnonzero(stage == k)
+        best = min(
+            problem.objective(lab, clu)
+            for lab, clu in extensions(problem, earlier, earlier_cluster, new)
+        )
+        assert value == pytest.approx(best, abs=TOL), k
+        entry = sol.stats["stages"][k]
+        assert entry["candidates"] == len(new) and entry["parts"] == list(groups[k])
+        assert entry["seconds"] >= 0
+        assert entry["super_nodes"] == len(np.unique(earlier_cluster[earlier >= 0]))
+        assert entry["objective"] == pytest.approx(value - before, abs=TOL), k
+        before = value

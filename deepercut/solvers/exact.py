@@ -149,7 +149,6 @@ class SplpModel:
         zent = np.flatnonzero(self.z_var >= 0)
         cost[self.z_var[zent]] = self.inst.entry_cost[zent]
         self.coef = np.rint(cost * scale).astype(np.int64)
-        self.scale = scale
         self.rounding = float(np.abs(self.coef / scale - cost).sum())
 
     def _label_constraints(self) -> list[str]:
