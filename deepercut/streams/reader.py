@@ -173,7 +173,8 @@ class PoseStream:
                 self._feed_unpacker(chunk, "a record")
                 continue
             except (ValueError, msgpack.UnpackException) as exc:
-                raise self._corrupt(exc) from None
+                # repr: msgpack's FormatError has no message of its own.
+                raise self._corrupt(f"undecodable record: {exc!r}") from None
             yield FRAME, obj
 
     def __iter__(self) -> Iterator[Poses]:

@@ -1,0 +1,92 @@
+"""PoseStream's checks of what it reads: version 1 damage, malformed footers, and the record
+encoding's types (what the round-trip tests do not exercise)."""
+
+from __future__ import annotations
+
+import io
+
+import msgpack
+import numpy as np
+import pytest
+
+from deepercut.skeleton import MPII14
+from deepercut.streams import CorruptStreamError, PoseWriter, framing, make_header, read_poses
+from deepercut.streams.records import Encoder
+from deepercut.types import Poses
+
+P = MPII14.num_parts
+
+
+def poses(i: int) -> Poses:
+    return Poses(i, i / 25, np.ones((1, P, 3), np.float32), np.array([i], np.int64), {})
+
+
+def frames_then(record: bytes) -> bytes:
+    """A version 2 stream of two frames followed by ``record`` (and no footer of its own)."""
+    buf = io.BytesIO()
+    writer = PoseWriter(buf, make_header(MPII14))
+    writer.write(poses(0))
+    writer.write(poses(1))
+    return buf.getvalue() + record
+
+
+def footer(obj: object) -> bytes:
+    return framing.frame(framing.FOOTER, msgpack.packb(obj))
+
+
+def test_a_footer_must_be_a_map_with_a_known_end_and_the_record_count() -> None:
+    with pytest.raises(CorruptStreamError, match=r"after 2 records \(malformed footer \[1, 2\]\)"):
+        list(read_poses(io.BytesIO(frames_then(footer([1, 2])))))
+    bad_end = {"records": 2, "end": "finished", "counts": {}}
+    with pytest.raises(CorruptStreamError, match=r"malformed footer \{'records': 2, 'end': 'fin"):
+        list(read_poses(io.BytesIO(frames_then(footer(bad_end)))))
+    miscount = {"records": 3, "end": "complete", "counts": {}}
+    with pytest.raises(CorruptStreamError, match=r"\(the footer counts 3 records\)"):
+        list(read_poses(io.BytesIO(frames_then(footer(miscount)))))
+    good = {"records": 2, "end": "error", "error": "boom", "counts": {"frames": 2}}
+    with read_poses(io.BytesIO(frames_then(footer(good)))) as stream:
+        assert len(list(stream)) == 2 and stream.complete and stream.footer == good
+
+
+def v1_stream(count: int) -> bytes:
+    pack = msgpack.Packer(use_bin_type=True).pack
+    records = [
+        {"i": i, "t": i / 25, "kp": [[[1.0, 2.0, 0.5]] * P], "id": [i]} for i in range(count)
+    ]
+    return b"".join([pack({**make_header(MPII14), "version": 1}), *map(pack, records)])
+
+
+def test_version_1_damage_names_its_record_and_cause() -> None:
+    with pytest.raises(
+        CorruptStreamError, match=r"after 2 records \(undecodable record: FormatError"
+    ) as error:
+        list(read_poses(io.BytesIO(v1_stream(2) + b"\xc1")))
+    assert error.value.records == 2
+    huge = v1_stream(3) + b"\xc6\xff\xff\xff\xff" + bytes(framing.MAX_RECORD_BYTES + 1024)
+    with pytest.raises(CorruptStreamError, match="a record after 3 records is larger than"):
+        list(read_poses(io.BytesIO(huge)))
+
+
+def test_records_hold_float_keypoints_and_integer_ids_whatever_the_input_dtypes() -> None:
+    # Integer pixel coordinates and float track ids (from user code) are stored as the format
+    # says: float32 keypoints (0xca), integer ids.
+    given = Poses(3, 0.5, np.full((2, P, 3), 7, np.int64), np.array([4.0, -1.0]), {})
+    body = Encoder().poses(given)[framing._PREFIX :]
+    record = msgpack.unpackb(body, raw=False)
+    values = np.ravel(record["kp"]).tolist()
+    assert all(type(v) is float for v in values) and body.count(b"\xca") == len(values)
+    assert record["id"] == [4, -1] and all(type(v) is int for v in record["id"])
+
+
+def test_numpy_values_in_headers_and_solver_reports_are_stored_as_plain_numbers() -> None:
+    buf = io.BytesIO()
+    source = {"fps": np.float64(29.97), "size": np.array([480, 640])}
+    with PoseWriter(buf, make_header(MPII14, source=source)) as writer:
+        writer.write(Poses(0, 0.0, np.zeros((0, P, 3), np.float32), np.zeros(0, np.int64),
+                           {"gap": np.float32(0.5), "nodes": np.int64(12)}))  # fmt: skip
+    with read_poses(io.BytesIO(buf.getvalue())) as stream:
+        assert stream.header["source"] == {"fps": 29.97, "size": [480, 640]}
+        (back,) = list(stream)
+    assert back.solver == {"gap": 0.5, "nodes": 12}
+    with pytest.raises(TypeError, match="cannot serialise object"):
+        PoseWriter(io.BytesIO(), make_header(MPII14, source={"x": object()}))
