@@ -48,12 +48,23 @@ def test_a_footer_must_be_a_map_with_a_known_end_and_the_record_count() -> None:
         assert len(list(stream)) == 2 and stream.complete and stream.footer == good
 
 
-def v1_stream(count: int) -> bytes:
+def v1_stream(count: int, people: int = 1, ids: bool = True) -> bytes:
+    """A version 1 stream of ``count`` frames of ``people`` people (with or without ``id``)."""
     pack = msgpack.Packer(use_bin_type=True).pack
-    records = [
-        {"i": i, "t": i / 25, "kp": [[[1.0, 2.0, 0.5]] * P], "id": [i]} for i in range(count)
-    ]
+    kp = [[[1.0, 2.0, 0.5]] * P] * people
+    records = [{"i": i, "t": i / 25, "kp": kp} for i in range(count)]
+    if ids:
+        records = [{**record, "id": list(range(people))} for record in records]
     return b"".join([pack({**make_header(MPII14), "version": 1}), *map(pack, records)])
+
+
+def test_records_without_ids_or_solver_report_are_untracked_with_an_empty_report() -> None:
+    with read_poses(io.BytesIO(v1_stream(2, people=3, ids=False))) as stream:
+        back = list(stream)
+    assert len(back) == 2
+    for poses in back:
+        np.testing.assert_array_equal(poses.track_id, [-1, -1, -1])
+        assert poses.track_id.dtype == np.int64 and poses.solver == {}
 
 
 def test_version_1_damage_names_its_record_and_cause() -> None:
@@ -90,3 +101,19 @@ def test_numpy_values_in_headers_and_solver_reports_are_stored_as_plain_numbers(
     assert back.solver == {"gap": 0.5, "nodes": 12}
     with pytest.raises(TypeError, match="cannot serialise object"):
         PoseWriter(io.BytesIO(), make_header(MPII14, source={"x": object()}))
+
+
+def test_undecodable_records_and_data_after_the_footer_are_damage_at_their_offset() -> None:
+    data = frames_then(b"")
+    # A record whose checksums hold but whose body is not msgpack (only a writer bug makes one).
+    with pytest.raises(
+        CorruptStreamError, match=r"after 2 records \(undecodable record: FormatError"
+    ) as error:
+        list(read_poses(io.BytesIO(data + framing.frame(framing.FRAME, b"\xc1"))))
+    assert error.value.offset == len(data)  # where the record starts
+    whole = data + footer({"records": 2, "end": "complete", "counts": {}})
+    with pytest.raises(
+        CorruptStreamError, match=r"after 2 records \(data after the footer\)"
+    ) as error:
+        list(read_poses(io.BytesIO(whole + b"\x00")))
+    assert error.value.offset == len(whole)
