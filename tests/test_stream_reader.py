@@ -1,16 +1,26 @@
-"""PoseStream's checks of what it reads: version 1 damage, malformed footers, and the record
-encoding's types (what the round-trip tests do not exercise)."""
+"""What the round-trip tests do not exercise: PoseStream's checks of what it reads (version 1
+damage, malformed footers, undecodable records), the record encoding's types and defaults, and
+the header's keys."""
 
 from __future__ import annotations
 
+import datetime
 import io
 
 import msgpack
 import numpy as np
 import pytest
 
+from deepercut import __version__
 from deepercut.skeleton import MPII14
-from deepercut.streams import CorruptStreamError, PoseWriter, framing, make_header, read_poses
+from deepercut.streams import (
+    FORMAT,
+    CorruptStreamError,
+    PoseWriter,
+    framing,
+    make_header,
+    read_poses,
+)
 from deepercut.streams.records import Encoder
 from deepercut.types import Poses
 
@@ -117,3 +127,15 @@ def test_undecodable_records_and_data_after_the_footer_are_damage_at_their_offse
     ) as error:
         list(read_poses(io.BytesIO(whole + b"\x00")))
     assert error.value.offset == len(whole)
+
+
+def test_a_header_has_the_documented_keys() -> None:
+    made = make_header(MPII14, source={"spec": "a.mp4"}, model={"name": "m"}, run="r1")
+    assert set(made) == {"format", "version", "skeleton", "source", "model", "created",
+                         "deepercut", "run"}  # fmt: skip
+    assert (made["format"], made["version"], made["deepercut"]) == (FORMAT, 2, __version__)
+    assert made["source"] == {"spec": "a.mp4"} and made["model"] == {"name": "m"}
+    assert made["skeleton"] == MPII14.to_dict() and made["run"] == "r1"
+    created = datetime.datetime.fromisoformat(made["created"])
+    assert created.utcoffset() == datetime.timedelta(0) and created.microsecond == 0
+    assert make_header(MPII14)["source"] == make_header(MPII14)["model"] == {}
