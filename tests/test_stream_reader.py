@@ -18,6 +18,7 @@ from deepercut.streams import (
     CorruptStreamError,
     PoseWriter,
     framing,
+    make_footer,
     make_header,
     read_poses,
 )
@@ -139,3 +140,11 @@ def test_a_header_has_the_documented_keys() -> None:
     created = datetime.datetime.fromisoformat(made["created"])
     assert created.utcoffset() == datetime.timedelta(0) and created.microsecond == 0
     assert make_header(MPII14)["source"] == make_header(MPII14)["model"] == {}
+
+
+def test_a_footer_says_complete_unless_told_otherwise() -> None:
+    assert make_footer(3) == {"records": 3, "end": "complete", "counts": {}}
+    failed = make_footer(2, "error", error=RuntimeError("boom"), counts={"frames": 2})
+    assert failed == {"records": 2, "end": "error", "error": "boom", "counts": {"frames": 2}}
+    with pytest.raises(ValueError, match="end must be one of"):
+        make_footer(1, "done")
