@@ -100,14 +100,15 @@ def test_records_hold_float_keypoints_and_integer_ids_whatever_the_input_dtypes(
     assert record["id"] == [4, -1] and all(type(v) is int for v in record["id"])
 
 
-def test_numpy_values_in_headers_and_solver_reports_are_stored_as_plain_numbers() -> None:
+def test_numpy_values_and_bytes_in_headers_and_solver_reports_are_stored_as_such() -> None:
     buf = io.BytesIO()
-    source = {"fps": np.float64(29.97), "size": np.array([480, 640])}
+    # Binary stays msgpack bin (not str), as the format says.
+    source = {"fps": np.float64(29.97), "size": np.array([480, 640]), "key": b"\xff\x00"}
     with PoseWriter(buf, make_header(MPII14, source=source)) as writer:
         writer.write(Poses(0, 0.0, np.zeros((0, P, 3), np.float32), np.zeros(0, np.int64),
                            {"gap": np.float32(0.5), "nodes": np.int64(12)}))  # fmt: skip
     with read_poses(io.BytesIO(buf.getvalue())) as stream:
-        assert stream.header["source"] == {"fps": 29.97, "size": [480, 640]}
+        assert stream.header["source"] == {"fps": 29.97, "size": [480, 640], "key": b"\xff\x00"}
         (back,) = list(stream)
     assert back.solver == {"gap": 0.5, "nodes": 12}
     with pytest.raises(TypeError, match="cannot serialise object"):
