@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import io
+from pathlib import Path
 
 import msgpack
 import numpy as np
@@ -149,3 +150,14 @@ def test_a_footer_says_complete_unless_told_otherwise() -> None:
     assert failed == {"records": 2, "end": "error", "error": "boom", "counts": {"frames": 2}}
     with pytest.raises(ValueError, match="end must be one of"):
         make_footer(1, "done")
+
+
+def test_an_oversized_header_and_an_open_file_are_named_in_the_error(tmp_path: Path) -> None:
+    # A header claiming a string past the cap: refused before it is buffered whole.
+    huge = b"\x81\xa1a\xdb" + (framing.MAX_RECORD_BYTES + 10).to_bytes(4, "big")
+    with pytest.raises(CorruptStreamError, match="header after 0 records is larger than"):
+        read_poses(io.BytesIO(huge + bytes(framing.MAX_RECORD_BYTES + 10)))
+    garbage = tmp_path / "garbage.msgpack"
+    garbage.write_bytes(b"\xc1" * 64)
+    with open(garbage, "rb") as file, pytest.raises(ValueError, match=r"garbage\.msgpack: not"):
+        read_poses(file)
