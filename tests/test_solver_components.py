@@ -78,3 +78,12 @@ def test_the_stats_describe_the_instance_and_how_it_was_split() -> None:
     assert set(heur.stats) == {"nodes", "nodes_reduced", "reduce_s", "heuristic_s", "convert_s"}
     assert heur.status == "heuristic" and heur.bound == -np.inf
     assert heur.objective == pytest.approx(problem.objective(heur.label, heur.cluster))
+
+
+def test_nothing_to_keep_is_zero_components() -> None:
+    # Every label forbidden: no node survives the conversion, so no component either.
+    problem = Problem(np.full((2, 2), np.inf), np.zeros((0, 2), np.int64), np.zeros((0, 2, 2)))
+    sol = solve(problem, "exact")
+    np.testing.assert_array_equal(sol.label, [-1, -1])
+    assert (sol.stats["components"], sol.stats["largest_component"]) == (0, 0)
+    assert (sol.stats["rounds"], sol.stats["cuts"], sol.objective) == (0, 0, 0.0)
