@@ -69,6 +69,9 @@ def test_the_stats_describe_the_instance_and_how_it_was_split() -> None:
     sol = solve(problem, "exact")
     assert sol.status == "optimal" and sol.objective == pytest.approx(brute_force(problem)[2])
     stats = sol.stats
+    assert set(stats) == {"nodes", "nodes_reduced", "components", "largest_component",
+                          "tiny_components", "cpsat_components", "rounds", "cuts",
+                          "convert_s", "reduce_s", "heuristic_s", "exact_s"}  # fmt: skip
     assert (stats["nodes"], stats["nodes_reduced"]) == (7, reduced.num_nodes)
     assert (stats["components"], stats["largest_component"]) == (3, 3)
     assert (stats["tiny_components"], stats["cpsat_components"]) == (1, 1)
