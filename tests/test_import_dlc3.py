@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,13 @@ from deepercut.model.candidates import CandidateParams, best_per_part
 from deepercut.model.convert import (
     UnsupportedArchitecture,
     WeightsMismatch,
+    _dlc3_input,
+    _refuse_multi_animal,
     convert,
     detect_source,
     source_key,
 )
-from deepercut.model.external.dlc3 import DLC3PoseConfig, DLC3PoseNet
+from deepercut.model.external.dlc3 import IMAGENET_MEAN, IMAGENET_STD, DLC3PoseConfig, DLC3PoseNet
 from deepercut.model.io import CheckpointError, load_model, save_model
 from deepercut.model.net import STRIDE
 
@@ -320,3 +323,28 @@ def test_missing_parts_and_unreadable_snapshots(tmp_path: Path, snapshots) -> No
     torch.save({"model": {"x": argparse.Namespace(a=1)}}, train / "snapshot-200.pt")
     with pytest.raises(CheckpointError, match="not a readable PyTorch snapshot"):
         convert(train)
+
+
+@pytest.mark.parametrize(
+    ("inference", "mean", "std"),
+    [
+        ({}, IMAGENET_MEAN, IMAGENET_STD),
+        ({"normalize_images": False, "scale_to_unit_range": True}, (0.0,) * 3, (1.0,) * 3),
+        ({"normalize_images": False}, (0.0,) * 3, (1 / 255,) * 3),  # the network reads 0..255
+    ],
+)
+def test_the_pixel_normalisation_follows_the_config(
+    inference: dict[str, Any], mean: tuple[float, ...], std: tuple[float, ...]
+) -> None:
+    assert _dlc3_input({"inference": inference, "colormode": "bgr"}, "cfg") == (mean, std, "BGR")
+    with pytest.raises(UnsupportedArchitecture, match="cfg: colormode 'GRAY'"):
+        _dlc3_input({"inference": inference, "colormode": "gray"}, "cfg")
+
+
+def test_each_multi_animal_feature_is_named_when_refused() -> None:
+    cfg = {"dataset_type": "multi-animal-imgaug", "partaffinityfield_predict": True,
+           "multi_stage": True, "num_idchannel": 2}  # fmt: skip
+    reasons = ("a multi-animal dataset_type", "part affinity fields", "the multi-stage decoder",
+               "identity channels")  # fmt: skip
+    with pytest.raises(UnsupportedArchitecture, match=re.escape(", ".join(reasons))):
+        _refuse_multi_animal(cfg, "pose_cfg.yaml")

@@ -173,10 +173,14 @@ def test_truncated_stream_stops_at_last_whole_record() -> None:
                 assert_same(a, b)
 
 
-def test_a_damaged_record_mid_stream_is_an_error_not_an_end(tmp_path: Path, capsys) -> None:
-    frames = [Poses(i, i / 25, np.ones((1, P, 3), np.float32), np.zeros(1, np.int64), {})
-              for i in range(40)]  # fmt: skip
-    data, ends = write_stream(frames)
+def one_person_frames(n: int) -> list[Poses]:
+    """``n`` frames of one person with every part at (1, 1), score 1."""
+    return [Poses(i, i / 25, np.ones((1, P, 3), np.float32), np.zeros(1, np.int64), {})
+            for i in range(n)]  # fmt: skip
+
+
+def test_a_damaged_record_mid_stream_is_an_error_not_an_end() -> None:
+    data, ends = write_stream(one_person_frames(40))
     # Every byte of record 10 (its marker, size, kind, both CRCs, its body), flipped alone.
     for pos in range(ends[10], ends[11]):
         bad = bytearray(data)
@@ -190,7 +194,11 @@ def test_a_damaged_record_mid_stream_is_an_error_not_an_end(tmp_path: Path, caps
         list(read_poses(io.BytesIO(data[:-3] + bytes([data[-3] ^ 1]) + data[-2:])))
     with pytest.raises(CorruptStreamError, match="after the footer"):
         list(read_poses(io.BytesIO(data + data[ends[1] : ends[2]])))
-    # deepercut convert refuses it (exit 2) instead of writing a short file that looks whole.
+
+
+def test_convert_refuses_a_damaged_stream(tmp_path: Path, capsys) -> None:
+    # deepercut convert exits 2 instead of writing a short file that looks whole.
+    data, ends = write_stream(one_person_frames(40))
     src = tmp_path / "damaged.msgpack"
     bad = bytearray(data)
     bad[(ends[10] + ends[11]) // 2] ^= 0xFF

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import sys
 import threading
@@ -20,6 +21,7 @@ from deepercut.sources import Reconnect, SourceError, open_source
 from deepercut.sources.container import ContainerReader
 from deepercut.sources.network import stream_options
 from deepercut.sources.spec import Spec, resolve
+from deepercut.sources.stats import SourceStats
 
 W, H, N, FPS = 160, 128, 30, 25.0
 _TEXTURE = np.random.default_rng(0).integers(0, 60, (H, W + 64), dtype=np.uint8)
@@ -514,3 +516,28 @@ def test_network_stream_reconnects_then_gives_up(videos: dict[str, Path]) -> Non
     assert np.all(np.diff([f.pts for f in frames]) > 0)
     assert src.stats.reconnects == 3  # one that worked, two refused
     assert src.stats.dropped == 0
+
+
+@pytest.mark.parametrize("kind", ["mp4", "mkv", "ts"])
+def test_a_start_past_the_first_keyframes_seeks_instead_of_decoding_them(
+    videos: dict[str, Path], kind: str
+) -> None:
+    with open_source(videos[kind], start=25) as src:
+        frames = list(src)
+    assert [f.index for f in frames] == list(range(25, N))
+    stats = src.stats
+    # Keyframes every 10 frames: decoding starts near frame 20 (11 decoded for MP4 and MKV;
+    # MPEG-TS seeks only roughly: 20), never from the start; the frames before 25 are filtered.
+    assert N - 25 < stats.decoded <= (N - 19 if kind != "ts" else N - 1)
+    assert stats.filtered == stats.decoded - stats.delivered and stats.delivered == N - 25
+
+
+def test_source_stats_keep_the_last_100_errors_and_count_in_plain_ints() -> None:
+    stats = SourceStats(decoded=7, delivered=4, filtered=1, corrupt=1, decode_errors=2)
+    for i in range(105):
+        stats.error(f"e{i}")
+    assert stats.errors == [f"e{i}" for i in range(5, 105)]  # the oldest dropped first
+    counts = stats.counts()
+    assert "errors" not in counts and counts["decoded"] == 7 and counts["decode_errors"] == 2
+    assert set(counts) == {f.name for f in dataclasses.fields(SourceStats)} - {"errors"}
+    assert (stats.skipped_corrupt, stats.pending) == (3, 1)

@@ -140,6 +140,7 @@ class PoseStream:
             return
         deframer = self._deframer
         while True:
+            start = deframer.offset  # where the next record starts
             try:
                 item = deframer.next()
             except CorruptStreamError as exc:
@@ -154,7 +155,7 @@ class PoseStream:
             try:
                 obj = msgpack.unpackb(body, raw=False)
             except (ValueError, msgpack.UnpackException) as exc:
-                raise self._corrupt(f"undecodable record: {exc}", deframer.offset) from None
+                raise self._corrupt(f"undecodable record: {exc!r}", start) from None
             if kind == FOOTER and (deframer.buffered or self._read(_CHUNK)):
                 raise self._corrupt("data after the footer", deframer.offset)
             yield kind, obj
@@ -173,7 +174,8 @@ class PoseStream:
                 self._feed_unpacker(chunk, "a record")
                 continue
             except (ValueError, msgpack.UnpackException) as exc:
-                raise self._corrupt(exc) from None
+                # repr: msgpack's FormatError has no message of its own.
+                raise self._corrupt(f"undecodable record: {exc!r}") from None
             yield FRAME, obj
 
     def __iter__(self) -> Iterator[Poses]:
