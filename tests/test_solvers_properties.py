@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from test_solvers import TINY3, TOL, assert_valid, single_moves
 
 from deepercut.solvers import METHODS, Problem, solve, tiny
@@ -74,8 +76,21 @@ def test_exact_equals_brute_force(problem):
                 patch.setattr(exact_solver, "LAZY_POOL_MIN_CUTS", pool_cuts)
             sol = solve(problem, "exact", time_limit=TIME_LIMIT)
         assert_valid(problem, sol)
+        assert_people_within_components(problem, sol)
         assert sol.status == "optimal" and sol.gap == 0
         assert sol.objective == pytest.approx(optimum, abs=TOL)
+
+
+def assert_people_within_components(problem: Problem, sol) -> None:
+    """No person spans candidates that no allowed join connects: such a merger costs nothing
+    (the objective cannot tell), but it puts two people's parts in one pose."""
+    n = problem.num_candidates
+    allowed = np.isfinite(problem.pair_cost).any(axis=(1, 2))
+    u, v = problem.edges[allowed].T
+    graph = coo_matrix((np.ones(len(u)), (u, v)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    for person in np.unique(sol.cluster[sol.cluster >= 0]):
+        assert len(np.unique(component[sol.cluster == person])) == 1, (person, sol.cluster)
 
 
 @SETTINGS
