@@ -198,12 +198,13 @@ def test_following_a_stream_cut_inside_its_header_reads_it_whole_once_written(
 def test_a_damaged_length_in_a_header_is_not_taken_for_a_cut(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A string length made longer swallows the check record (and more): the map never ends,
-    which without the check record would look like a cut header, and a follower would wait."""
+    """A map count made larger makes the map run past its check record and past the end of
+    the stream: without the check record that is a header cut short (a follower would wait for
+    more, a reader would call it truncated)."""
     data, header_end = stream()
-    at = data.rindex(b"\xa50.1.0")  # "deepercut": "0.1.0", the header's last value
+    assert data[0] == 0x87  # a map of 7 entries
     bad = bytearray(data[:header_end])  # only the header so far: the run is starting
-    bad[at] = 0xBF  # a 31-byte string: runs past the end of the stream
+    bad[0] = 0x8F  # 15 entries
     path = tmp_path / "live.msgpack"
     path.write_bytes(bytes(bad))
     clock = WriterCatchesUp(path, data[header_end:])
@@ -211,6 +212,30 @@ def test_a_damaged_length_in_a_header_is_not_taken_for_a_cut(
     with pytest.raises(CorruptStreamError, match="header does not end at byte") as error:
         read_poses(path, follow=True, poll=0.01)
     assert clock.polls == 0 and error.value.offset == 0
+
+
+class NoWaiting:
+    """Stands in for the reader's ``time`` module and fails the test if the reader polls."""
+
+    def monotonic(self) -> float:
+        return 0.0
+
+    def sleep(self, seconds: float) -> None:
+        raise AssertionError("waited for more of a damaged header")
+
+
+def test_a_follower_never_waits_on_a_damaged_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that has written only its header so far: every changed byte is reported at once,
+    however the damage changes where the map seems to end."""
+    data, header_end = stream()
+    monkeypatch.setattr(reader, "time", NoWaiting())
+    for pos in range(header_end):
+        for mask in (0x01, 0x10, 0x80):
+            bad = bytearray(data[:header_end])
+            bad[pos] ^= mask
+            with pytest.raises(CorruptStreamError, match="header") as error:
+                read_poses(io.BytesIO(bytes(bad)), follow=True, poll=0.01)
+            assert error.value.offset == 0, (pos, mask)
 
 
 def v2_stream(poses: list[Poses]) -> bytes:

@@ -7,11 +7,14 @@ Pose stream format, version 3: a header msgpack map::
      "deepercut": "0.1.0"}
 
 (``created`` and ``deepercut``, the package version, are added by :func:`make_header`; any
-other extra keys are kept as they are), then its check record, then checksummed records
+other extra keys are kept as they are), then checksummed records
 (:mod:`~deepercut.streams.framing`: each a msgpack ``ext 32`` object holding a CRC-checked
-msgpack map, :mod:`~deepercut.streams.records`). The check record (kind ``HEADER``) holds
-``{"crc": CRC-32, "bytes": length}`` of the header map's bytes as written. Then one record
-per frame::
+msgpack map, :mod:`~deepercut.streams.records`): first the header's check record (kind
+``HEADER``), the CRC-32 and length of the header map's bytes as written::
+
+    {"crc": 3735928559, "bytes": 412}
+
+then one per frame::
 
     {"i": 17, "t": 0.68, "kp": [[[x, y, s], ...], ...], "id": [3, -1],
      "solver": {"status": "optimal", "gap": 0.0, "ms": 4.2}}
@@ -28,10 +31,11 @@ track id per person (−1 untracked). Strings are msgpack str, binary is msgpack
 :class:`PoseWriter` writes whole records and flushes after each, so a reader following the
 file (``read_poses(..., follow=True)``) sees complete records or a partial tail, which it
 waits for (or, without ``follow``, ignores: :attr:`PoseStream.complete` stays ``False``).
-A damaged header or record anywhere raises :class:`CorruptStreamError`; a stream cut inside
-the header or its check record has no complete header. Older versions are still read, without
-the header check: version 2 (no check record; a check record after a version 2 header is
-refused) and version 1 (plain msgpack maps, no checksums, no footer: the size cap only).
+A changed byte anywhere, header included, raises :class:`CorruptStreamError`; a stream cut
+inside the header or its check record has no complete header yet (a ``ValueError``; followed,
+it is waited for). Older versions are still read, without the header check: version 2 (no
+check record; a version 2 header followed by one is refused) and version 1 (plain msgpack
+maps, no checksums, no footer: the size cap only).
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ from deepercut.types import Poses
 __all__ = ["PoseStream", "read_poses"]
 
 _CHUNK = 1 << 16
-#: The first version whose header has a check record.
-VERSION_CHECKED = 3
+#: Versions whose header has no check record after it.
+_UNCHECKED_VERSIONS = (1, 2)
 
 
 def _ours(header: Any) -> bool:
@@ -176,11 +176,11 @@ class PoseStream:
                 return check_header(header, self.name)
             if not ended:
                 return None  # the rest of the check record
-            if version in (1, 2):
+            if version in _UNCHECKED_VERSIONS:
                 raise self._header_damage(f"of version {version} is followed by a check record")
-        elif follows is False and version == VERSION_CHECKED:
+        elif follows is False and _ours(header) and version not in _UNCHECKED_VERSIONS:
             raise self._header_damage("has no check record")
-        elif version in (1, 2):  # no header check
+        elif version in _UNCHECKED_VERSIONS:  # no header check
             header = check_header(header, self.name)
             if version == 2:
                 self._deframer = Deframer(start=size)
@@ -202,7 +202,7 @@ class PoseStream:
                 f"fails its checksum (CRC-32 {crc:#010x} of {len(header)} bytes; its check "
                 f"record says {check['crc']!r:.12} of {check['bytes']!r:.12} bytes)"
             )
-        if version != VERSION_CHECKED:  # an intact header of a version without a check record
+        if version in _UNCHECKED_VERSIONS:  # intact, but of a version without a check record
             raise self._header_damage(f"of version {version!r} is followed by a check record")
 
     def _header_damage(self, what: str) -> CorruptStreamError:
@@ -319,9 +319,11 @@ def read_poses(
 
     Raises:
         FileNotFoundError: a missing path.
-        ValueError: not a deepercut pose stream (wrong or missing header).
-        CorruptStreamError: (a ``ValueError``) a damaged record, a record over the size cap,
-            or a footer that disagrees with the records; raised when the iteration reaches it.
+        ValueError: not a deepercut pose stream (wrong or missing header), or one cut inside
+            its header (a version 3 header is whole with its check record).
+        CorruptStreamError: (a ``ValueError``) a damaged header (raised at once, ``offset``
+            0); a damaged record, a record over the size cap, or a footer that disagrees with
+            the records (raised when the iteration reaches it).
     """
     file, owns = open_binary(path_or_file, "rb")
     name = str(path_or_file) if owns else getattr(file, "name", "pose stream")
