@@ -112,6 +112,34 @@ def test_every_changed_byte_of_a_bigger_header_is_damage() -> None:
         assert_header_damage(bytes(bad), pos)
 
 
+class OneByteAtATime(io.RawIOBase):
+    """A file (or socket) that hands out one byte per read: every split of the header."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        self.pos += 1
+        return self.data[self.pos - 1 : self.pos]
+
+    read1 = read
+
+
+def test_a_header_read_byte_by_byte_is_checked_the_same() -> None:
+    data, header_end = stream()
+    with read_poses(OneByteAtATime(data)) as s:
+        assert len(list(s)) == 3 and s.complete
+    for pos in range(header_end):
+        bad = bytearray(data)
+        bad[pos] ^= 0x04
+        with pytest.raises(CorruptStreamError, match="header") as error:
+            list(read_poses(OneByteAtATime(bytes(bad))))
+        assert error.value.offset == 0, pos
+
+
 def test_a_wrong_version_is_never_a_silent_read() -> None:
     data, header_end = stream()
     at = data.index(b"\xa7version\x03") + 8

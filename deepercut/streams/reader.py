@@ -131,10 +131,20 @@ class PoseStream:
             # reader would wait for a "cut" header): a whole, valid check record says where the
             # header really ends.
             found, scan = find_header_check(raw, scan)
+            if error is not None:
+                # Garbage, or a damaged header whose check record was not read yet: look for
+                # it (without waiting, when following), as far as a header may reach.
+                while found is None and not self._follow and len(raw) < MAX_RECORD_BYTES:
+                    chunk = self._more()
+                    if not chunk:
+                        break
+                    raw += chunk
+                    found, scan = find_header_check(raw, scan)
+                if found is None:
+                    raise ValueError(f"{self.name}: not a deepercut pose stream ({error})")
+                raise self._header_damage(f"does not parse ({error}; it ends at byte {found})")
             if found is not None and (parsed is None or parsed[1] != found):
                 raise self._header_damage(f"does not end at byte {found} as its check record says")
-            if error is not None:
-                raise ValueError(f"{self.name}: not a deepercut pose stream ({error})") from None
             if parsed is not None:
                 header = self._checked_header(*parsed, raw, ended=False)
                 if header is not None:
