@@ -98,8 +98,9 @@ def test_camera_example_serves_a_live_stream(workdir: Path, capsys, monkeypatch)
     reader.join(30)
     printed = capsys.readouterr().out
     assert "serving poses at tcp://127.0.0.1" in printed and "dropped" in printed
-    header, *records, (kind, footer) = received
+    header, (check_kind, check), *records, (kind, footer) = received
     assert header["format"] == "deepercut.poses" and header["source"]["fps"] == 25.0
+    assert check_kind == 3 and set(check) == {"crc", "bytes"}  # the header's check record
     assert kind == 2 and footer["end"] == "complete" and footer["records"] == len(records)
     indices = [r["i"] for _, r in records]
     assert indices == sorted(set(indices)) and len(indices) >= 1

@@ -88,7 +88,7 @@ def write_stream(frames: list[Poses], **footer: Any) -> tuple[bytes, list[int]]:
 
 
 def decode_objects(data: bytes) -> list[Any]:
-    """Every object of a version 2 stream with a plain msgpack reader, as the README says:
+    """Every object of a version 3 stream with a plain msgpack reader, as the README says:
     the header map, then ext objects whose data is two CRCs (8 bytes) and a msgpack map."""
 
     def unframe(code: int, data: bytes) -> tuple[int, Any]:
@@ -124,7 +124,7 @@ def test_round_trip(tmp_path: Path) -> None:
         for poses in frames:
             writer.write(poses)
     with read_poses(path) as stream:
-        assert stream.header["format"] == "deepercut.poses" and stream.header["version"] == 2
+        assert stream.header["format"] == "deepercut.poses" and stream.header["version"] == 3
         assert stream.header["source"] == {"spec": "clip.mp4", "fps": 29.97}
         assert stream.skeleton == MPII14
         assert not stream.complete  # until the footer is read
@@ -140,9 +140,12 @@ def test_records_follow_the_documented_layout() -> None:
     counts = {"frames": 2, "dropped_source": 0}
     data, ends = write_stream(sample_poses(2), end="interrupted", counts=counts)
     objects = decode_objects(data)
-    assert objects[0]["skeleton"] == MPII14.to_dict() and objects[0]["version"] == 2
-    assert [kind for kind, _ in objects[1:]] == [1, 1, 2]  # two frames, then the footer
-    assert objects[3][1] == {"records": 2, "end": "interrupted", "counts": counts}
+    assert objects[0]["skeleton"] == MPII14.to_dict() and objects[0]["version"] == 3
+    # The header's check record, two frames, then the footer.
+    assert [kind for kind, _ in objects[1:]] == [3, 1, 1, 2]
+    header_bytes = msgpack.packb(objects[0])
+    assert objects[1][1] == {"crc": zlib.crc32(header_bytes), "bytes": len(header_bytes)}
+    assert objects[4][1] == {"records": 2, "end": "interrupted", "counts": counts}
     # Each record: 0xc9, size (uint32 BE), kind, CRC-32 of those 6 bytes, CRC-32 of the body.
     head = data[ends[1] : ends[1] + 6]
     size = int.from_bytes(head[1:5], "big")
@@ -150,7 +153,7 @@ def test_records_follow_the_documented_layout() -> None:
     assert int.from_bytes(data[ends[1] + 6 : ends[1] + 10], "big") == zlib.crc32(head)
     body = data[ends[1] + 14 : ends[2]]
     assert int.from_bytes(data[ends[1] + 10 : ends[1] + 14], "big") == zlib.crc32(body)
-    _, record = objects[2]
+    _, record = objects[3]
     assert set(record) == {"i", "t", "kp", "id", "solver"}
     assert record["i"] == 2 and record["t"] == 2 / 29.97 and record["id"] == [10]
     assert np.isnan(record["kp"][0][3][0]) and len(record["kp"][0]) == P
@@ -240,8 +243,8 @@ def test_bad_headers_are_rejected(tmp_path: Path) -> None:
         read_poses(stream_of({"format": "something.else", "version": 1}))
     with pytest.raises(ValueError, match="not a deepercut pose stream"):
         read_poses(stream_of([1, 2, 3]))
-    with pytest.raises(ValueError, match="version 3"):
-        read_poses(stream_of({"format": "deepercut.poses", "version": 3}))
+    with pytest.raises(ValueError, match="version 4"):
+        read_poses(stream_of({"format": "deepercut.poses", "version": 4}))
     with pytest.raises(ValueError, match="skeleton"):
         read_poses(stream_of({"format": "deepercut.poses", "version": 1}))
     with pytest.raises(ValueError, match="no complete header"):
@@ -455,7 +458,8 @@ def _receive_all(client: socket.socket) -> list[Any]:
     while chunk := client.recv(65536):
         data += chunk
     objects = decode_objects(data)
-    return objects[:1] + [record for _, record in objects[1:]]
+    assert objects[1][0] == framing.HEADER  # every client gets the header's check record
+    return objects[:1] + [record for _, record in objects[2:]]
 
 
 def test_tcp_sink_publishes_header_and_records() -> None:
@@ -542,7 +546,7 @@ def test_writers_create_missing_output_folders(tmp_path) -> None:
         stream_path, {"format": "deepercut.poses", "version": 1, "skeleton": MPII14.to_dict()}
     ):
         pass
-    assert read_poses(stream_path).header["version"] == 2  # the writer writes its own version
+    assert read_poses(stream_path).header["version"] == 3  # the writer writes its own version
     video_path = tmp_path / "other" / "overlay.mp4"
     with VideoRenderer(video_path, 25.0, (64, 48)) as renderer:
         renderer.write(np.zeros((48, 64, 3), np.uint8))

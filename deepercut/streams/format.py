@@ -1,15 +1,20 @@
 """The pose-stream format: its header and footer, and what a reader accepts.
 
-Pose stream format, version 2: a header msgpack map::
+Pose stream format, version 3: a header msgpack map::
 
-    {"format": "deepercut.poses", "version": 2, "skeleton": Skeleton.to_dict(),
+    {"format": "deepercut.poses", "version": 3, "skeleton": Skeleton.to_dict(),
      "source": {...}, "model": {...}, "created": "2024-05-01T12:00:00+00:00",
      "deepercut": "0.1.0"}
 
 (``created`` and ``deepercut``, the package version, are added by :func:`make_header`; any
 other extra keys are kept as they are), then checksummed records
 (:mod:`~deepercut.streams.framing`: each a msgpack ``ext 32`` object holding a CRC-checked
-msgpack map, :mod:`~deepercut.streams.records`), one per frame::
+msgpack map, :mod:`~deepercut.streams.records`): first the header's check record (kind
+``HEADER``), the CRC-32 and length of the header map's bytes as written::
+
+    {"crc": 3735928559, "bytes": 412}
+
+then one per frame::
 
     {"i": 17, "t": 0.68, "kp": [[[x, y, s], ...], ...], "id": [3, -1],
      "solver": {"status": "optimal", "gap": 0.0, "ms": 4.2}}
@@ -26,8 +31,11 @@ track id per person (−1 untracked). Strings are msgpack str, binary is msgpack
 :class:`PoseWriter` writes whole records and flushes after each, so a reader following the
 file (``read_poses(..., follow=True)``) sees complete records or a partial tail, which it
 waits for (or, without ``follow``, ignores: :attr:`PoseStream.complete` stays ``False``).
-A damaged record anywhere raises :class:`CorruptStreamError`. Version 1 streams (plain msgpack
-maps, no checksums, no footer) are still read, with the size cap but without damage detection.
+A changed byte anywhere, header included, raises :class:`CorruptStreamError`; a stream cut
+inside the header or its check record has no complete header yet (a ``ValueError``; followed,
+it is waited for). Older versions are still read, without the header check: version 2 (no
+check record; a version 2 header followed by one is refused) and version 1 (plain msgpack
+maps, no checksums, no footer: the size cap only).
 """
 
 from __future__ import annotations
@@ -50,9 +58,9 @@ __all__ = [
 ]
 
 FORMAT = "deepercut.poses"
-VERSION = 2
+VERSION = 3
 #: Versions :func:`read_poses` reads.
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 #: How a stream ended, as its footer's ``end`` says.
 ENDS = ("complete", "interrupted", "error")
 

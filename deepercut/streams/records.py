@@ -9,7 +9,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from deepercut.streams.framing import FOOTER, FRAME, frame
+from deepercut.streams.framing import FOOTER, FRAME, frame, header_check
 from deepercut.types import Poses
 
 __all__ = ["Encoder", "record_poses"]
@@ -31,7 +31,9 @@ class Encoder:
         self._double = msgpack.Packer(use_bin_type=True, default=_plain)
 
     def header(self, header: dict[str, Any]) -> bytes:
-        return self._double.pack(header)
+        """The header map and its check record (format version 3)."""
+        packed = self._double.pack(header)
+        return packed + header_check(packed)
 
     def poses(self, poses: Poses) -> bytes:
         single = self._single.pack
