@@ -56,6 +56,7 @@ GROUPS: dict[str, tuple[list[str], list[str], list[str]]] = {
             "tests/test_stream_writer.py",
             "tests/test_stream_framing.py",
             "tests/test_stream_reader.py",
+            "tests/test_stream_header.py",
         ],
         # Not the TCP tests (sockets, timing) nor the two that run `deepercut convert`: building
         # its parser imports torch, 3 s of CPU per mutant, for checks read_poses tests repeat.

@@ -136,7 +136,7 @@ def test_a_header_has_the_documented_keys() -> None:
     made = make_header(MPII14, source={"spec": "a.mp4"}, model={"name": "m"}, run="r1")
     assert set(made) == {"format", "version", "skeleton", "source", "model", "created",
                          "deepercut", "run"}  # fmt: skip
-    assert (made["format"], made["version"], made["deepercut"]) == (FORMAT, 2, __version__)
+    assert (made["format"], made["version"], made["deepercut"]) == (FORMAT, 3, __version__)
     assert made["source"] == {"spec": "a.mp4"} and made["model"] == {"name": "m"}
     assert made["skeleton"] == MPII14.to_dict() and made["run"] == "r1"
     created = datetime.datetime.fromisoformat(made["created"])
